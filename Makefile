@@ -1,0 +1,49 @@
+# One set of commands, the same locally and in CI (.ci/run calls `make test`).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+
+.PHONY: all deps system-deps test lint typecheck unit demo generate check-generated bench clean
+
+all: test
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+deps: $(STAMP)
+
+system-deps:
+	./scripts/install-system-deps.sh
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: deps
+	$(VENV)/bin/mypy exporter bench tests
+
+# Regenerates everything that is generated from code (docs tables, dashboards, Kubernetes assets).
+generate: deps
+	$(PY) -m exporter.docs_gen
+
+check-generated: generate
+	git diff --exit-code -- docs
+
+unit: deps
+	$(PY) -m pytest -q
+
+test: system-deps deps lint typecheck
+	$(PY) -m pytest -q
+
+demo: deps
+	$(VENV)/bin/snat-exporter demo
+
+bench: deps
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

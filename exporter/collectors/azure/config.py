@@ -1,0 +1,154 @@
+"""Settings of the Azure Monitor collector (section ``azure``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from exporter.settings import (
+    parse_choice,
+    parse_int,
+    parse_str,
+    parse_string_list,
+    parse_url,
+    parse_uuid,
+    setting,
+)
+
+RESOURCE_TYPES = {"loadbalancers": "loadBalancers", "natgateways": "natGateways"}
+
+_RESOURCE_ID_RE = re.compile(
+    r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[-\w._()]+)"
+    r"/providers/Microsoft\.Network/(?P<type>loadBalancers|natGateways)/(?P<name>[-\w._]+)$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, order=True)
+class ResourceId:
+    """An Azure resource the collector reads metrics of; ``kind`` is ``loadBalancers`` or ``natGateways``."""
+
+    subscription_id: str
+    resource_group: str
+    kind: str
+    name: str
+
+    @property
+    def uri(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.Network/{self.kind}/{self.name}"
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> ResourceId:
+        m = _RESOURCE_ID_RE.match(text.strip())
+        if not m:
+            raise ValueError(
+                "expected /subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.Network/"
+                f"loadBalancers|natGateways/<name>, got {text!r}"
+            )
+        return cls(
+            subscription_id=parse_uuid(m.group("sub")),
+            resource_group=m.group("rg"),
+            kind=RESOURCE_TYPES[m.group("type").lower()],
+            name=m.group("name"),
+        )
+
+
+def parse_resource_id(value: Any) -> ResourceId:
+    return ResourceId.parse(parse_str(value))
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ClusterRef:
+    resource_group: str | None = setting(None, "Resource group of the AKS managed cluster to discover from.")
+    name: str | None = setting(None, "Name of the AKS managed cluster.")
+
+    def validate(self) -> Iterator[tuple[str, str]]:
+        if (self.resource_group is None) != (self.name is None):
+            missing = "name" if self.name is None else "resource_group"
+            yield missing, "required: give both resource_group and name, or neither"
+
+
+CREDENTIALS = ("default", "workload_identity", "managed_identity", "environment", "none")
+
+
+@dataclass(frozen=True)
+class AzureConfig:
+    enabled: bool = setting(False, "Collect Azure Load Balancer and NAT Gateway SNAT metrics from Azure Monitor.")
+    interval: float = setting(60.0, "How often to query Azure Monitor (its metrics have a 1-minute grain).")
+    timeout: float = setting(30.0, "Deadline of one HTTP request to Azure.")
+    max_age: float = setting(
+        900.0, "After failures, keep serving the last good values (marked stale) for this long, then drop them."
+    )
+    window: float = setting(
+        600.0, "Trailing window queried each cycle; Azure data lags 2-10 minutes, the newest valued minute wins."
+    )
+    subscription_id: str | None = setting(
+        None, "Subscription of the AKS cluster; required with `cluster`.", parse=parse_uuid
+    )
+    arm_endpoint: str = setting(
+        "https://management.azure.com",
+        "Azure Resource Manager endpoint (sovereign clouds, or a loopback simulator over http).",
+        parse=parse_url,
+    )
+    credential: str = setting(
+        "default",
+        "`default` (DefaultAzureCredential: environment, workload identity, managed identity), "
+        "`workload_identity`, `managed_identity`, `environment`, or `none` (loopback simulator only).",
+        parse=parse_choice(*CREDENTIALS),
+    )
+    managed_identity_client_id: str | None = setting(
+        None, "Client ID of a user-assigned managed identity (credential managed_identity or default)."
+    )
+    cluster: ClusterRef = setting(
+        default_factory=ClusterRef, doc="AKS cluster to discover the load balancer / NAT gateways from."
+    )
+    resources: tuple[ResourceId, ...] = setting(
+        default_factory=tuple,
+        doc="Explicit load balancer / NAT gateway resource IDs (instead of, or as well as, `cluster`).",
+        parse=parse_string_list(parse_resource_id),
+    )
+    discovery_interval: float = setting(600.0, "How often to re-read the cluster to find its outbound resources.")
+    concurrency: int = setting(4, "Azure requests in flight at once.", parse=parse_int(1, 64))
+    top: int = setting(
+        10000,
+        "`top` sent with every split query (Azure's default of 10 silently drops nodes).",
+        parse=parse_int(11, 100000),
+    )
+    retries: int = setting(
+        2, "Retries of a throttled (429) or failed (5xx) request within one cycle.", parse=parse_int(0, 10)
+    )
+
+    def validate(self) -> Iterator[tuple[str, str]]:
+        if self.interval < 10:
+            yield "interval", "must be at least 10s (Azure Monitor has a 1-minute grain)"
+        if self.window < 120:
+            yield "window", "must be at least 2m"
+        http = self.arm_endpoint.startswith("http://")
+        loopback = is_loopback_url(self.arm_endpoint)
+        if http and not loopback:
+            yield "arm_endpoint", "plain http is only allowed to a loopback address (the simulator)"
+        if self.credential == "none" and not (http and loopback):
+            yield "credential", "`none` is only accepted with a loopback http arm_endpoint (the simulator)"
+        if not self.enabled:
+            return
+        if self.cluster.name is None and not self.resources:
+            yield "cluster", "required: give `cluster` (resource_group + name) or `resources` when azure is enabled"
+        if self.cluster.name is not None and self.subscription_id is None:
+            yield "subscription_id", "required with `cluster`"

@@ -1,0 +1,43 @@
+"""Who is behind an IP: the read-only lookup the Kubernetes collector offers every other collector.
+
+Azure reports SNAT usage by backend IP (the node's InternalIP) and conntrack reports flows by source IP. A
+collector asks this lookup for names; with the Kubernetes collector disabled or not yet synced it gets None and
+keeps the IP labels, so a Kubernetes outage never makes data vanish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    name: str
+    pool: str = ""  # the AKS agent pool (label kubernetes.azure.com/agentpool or agentpool)
+    zone: str = ""  # topology.kubernetes.io/zone
+
+
+@dataclass(frozen=True, slots=True)
+class PodInfo:
+    namespace: str
+    name: str
+    workload: str = ""  # the owning Deployment / StatefulSet / DaemonSet / Job / CronJob name
+    workload_kind: str = ""
+    host_network: bool = False
+
+
+class Identity(Protocol):
+    def node_by_ip(self, ip: str) -> NodeInfo | None: ...
+
+    def pod_by_ip(self, ip: str) -> PodInfo | None: ...
+
+
+class NoIdentity:
+    """The lookup used when the Kubernetes collector is disabled: nothing is known."""
+
+    def node_by_ip(self, ip: str) -> NodeInfo | None:
+        return None
+
+    def pod_by_ip(self, ip: str) -> PodInfo | None:
+        return None

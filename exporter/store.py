@@ -1,0 +1,60 @@
+"""The latest data of each collector, written by its runner and read by /metrics without waiting.
+
+Every collector has one writer (its runner task); the exposition only reads. Both run on the one event loop,
+so a snapshot is replaced in a single assignment and a reader always sees a whole one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client.core import Metric
+
+from exporter.catalogue import MetricSpec
+
+
+@dataclass(frozen=True)
+class SampleTime:
+    """A series whose value is the age of a data point: rendered at scrape time as now - ``timestamp``."""
+
+    spec: MetricSpec
+    labels: tuple[tuple[str, str], ...]
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    families: tuple[Metric, ...] = ()
+    sample_times: tuple[SampleTime, ...] = ()
+
+
+@dataclass
+class CollectorState:
+    name: str
+    interval: float
+    max_age: float
+    attempts: int = 0
+    last_attempt_at: float | None = None
+    last_duration: float | None = None
+    last_ok: bool | None = None
+    last_error: str | None = None  # "reason: message" of the last failure, for the landing page
+    last_success_at: float | None = None
+    consecutive_failures: int = 0
+    snapshot: Snapshot | None = None  # the last good one
+    details: dict[str, str] = field(default_factory=dict)  # free-form status for the landing page
+
+
+class Store:
+    def __init__(self) -> None:
+        self._states: dict[str, CollectorState] = {}
+
+    def register(self, name: str, interval: float, max_age: float) -> CollectorState:
+        state = CollectorState(name=name, interval=interval, max_age=max_age)
+        self._states[name] = state
+        return state
+
+    def states(self) -> list[CollectorState]:
+        return list(self._states.values())
+
+    def get(self, name: str) -> CollectorState:
+        return self._states[name]

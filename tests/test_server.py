@@ -1,0 +1,187 @@
+"""The exporter core, through real HTTP: snapshots, health series, stale data, failure isolation, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.catalogue import Families, MetricSpec
+from exporter.collectors.base import CollectError
+from exporter.config import load_config
+from exporter.server import Exporter
+from exporter.store import SampleTime, Snapshot
+from tests.conftest import FakeClock
+
+VALUE = MetricSpec("snat_test_value", "gauge", "A test value.", ("node",), source="fake")
+AGE = MetricSpec("snat_test_sample_age_seconds", "gauge", "Age.", ("node",), source="fake")
+
+
+class FakeCollector:
+    name = "conntrack"  # borrows a real section so that interval and max_age come from config
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.fail: Exception | None = None
+        self.value = 1.0
+        self.closed = False
+
+    async def start(self) -> None:
+        pass
+
+    async def collect(self) -> Snapshot:
+        if self.fail is not None:
+            raise self.fail
+        f = Families()
+        f.add(VALUE, {"node": "n1"}, self.value)
+        return Snapshot(f.build(), (SampleTime(AGE, (("node", "n1"),), self.clock() - 90),))
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def parse(text: str) -> dict[str, float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}"] = s.value
+    return out
+
+
+@pytest.fixture
+async def running(clock: FakeClock):
+    config = load_config(None, environ={}, overrides={"conntrack.max_age": "120s", "conntrack.interval": "15s"})
+    fake = FakeCollector(clock)
+    exporter = Exporter(config, clock=clock, collectors=[fake])
+    # Drive collections by hand: stop the background loop the server would run.
+    url = await exporter.start(host="127.0.0.1", port=0, background=False)
+    async with aiohttp.ClientSession() as session:
+        yield exporter, fake, url, session
+    await exporter.stop()
+
+
+async def scrape(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    async with session.get(url + "/metrics") as resp:
+        assert resp.status == 200
+        return parse(await resp.text())
+
+
+async def test_snapshot_served_with_health_and_sample_age(running, clock) -> None:
+    exporter, fake, url, session = running
+    assert await exporter.runners["conntrack"].run_once()
+    m = await scrape(session, url)
+    assert m["snat_test_value{node=n1}"] == 1.0
+    assert m["snat_test_sample_age_seconds{node=n1}"] == 90.0
+    assert m["snat_exporter_collector_success{collector=conntrack}"] == 1.0
+    assert m["snat_exporter_collector_stale{collector=conntrack}"] == 0.0
+    clock.advance(10)
+    m = await scrape(session, url)
+    assert m["snat_test_sample_age_seconds{node=n1}"] == 100.0  # ages grow between collections
+
+
+async def test_failure_keeps_last_good_data_marked_stale_then_drops_it(running, clock) -> None:
+    exporter, fake, url, session = running
+    runner = exporter.runners["conntrack"]
+    assert await runner.run_once()
+    fake.fail = CollectError("throttled", "429 Too Many Requests", retry_after=30)
+    clock.advance(60)
+    assert not await runner.run_once()
+    m = await scrape(session, url)
+    assert m["snat_test_value{node=n1}"] == 1.0  # last good value still served...
+    assert m["snat_exporter_collector_stale{collector=conntrack}"] == 1.0  # ...but marked stale
+    assert m["snat_exporter_collector_success{collector=conntrack}"] == 0.0
+    assert m["snat_exporter_collector_errors_total{collector=conntrack,reason=throttled}"] == 1.0
+    assert m["snat_exporter_collector_data_age_seconds{collector=conntrack}"] == 60.0
+    assert runner.next_delay(0) == 30  # Retry-After beats the 15 s interval
+    clock.advance(61)  # now 121 s since the last success, over max_age 120 s
+    m = await scrape(session, url)
+    assert "snat_test_value{node=n1}" not in m
+    assert m["snat_exporter_collector_stale{collector=conntrack}"] == 1.0
+    fake.fail = None
+    fake.value = 2.0
+    assert await runner.run_once()
+    m = await scrape(session, url)
+    assert m["snat_test_value{node=n1}"] == 2.0
+    assert m["snat_exporter_collector_stale{collector=conntrack}"] == 0.0
+
+
+async def test_unexpected_exception_and_timeout_are_counted_not_fatal(running, clock) -> None:
+    exporter, fake, url, session = running
+    runner = exporter.runners["conntrack"]
+    fake.fail = RuntimeError("boom")
+    assert not await runner.run_once()
+
+    async def hang() -> Snapshot:
+        await asyncio.Event().wait()
+        raise AssertionError
+
+    fake.fail = None
+    setattr(fake, "collect", hang)  # noqa: B010 - replaces the method for this test only
+    runner.timeout = 0.01
+    assert not await runner.run_once()
+    m = await scrape(session, url)
+    assert m["snat_exporter_collector_errors_total{collector=conntrack,reason=internal}"] == 1.0
+    assert m["snat_exporter_collector_errors_total{collector=conntrack,reason=timeout}"] == 1.0
+    assert "snat_exporter_collector_last_success_timestamp_seconds{collector=conntrack}" not in m
+
+
+async def test_a_collector_that_cannot_render_does_not_fail_the_scrape(running, clock) -> None:
+    exporter, fake, url, session = running
+    assert await exporter.runners["conntrack"].run_once()
+    bad = SampleTime(AGE, (("pod", "undeclared label"),), clock())
+    exporter.store.get("conntrack").snapshot = Snapshot(sample_times=(bad,))
+    async with session.get(url + "/metrics") as resp:
+        assert resp.status == 200
+    m = await scrape(session, url)  # the failure is counted during the first scrape, shown by the next
+    assert "snat_test_sample_age_seconds{pod=undeclared label}" not in m
+    assert m["snat_exporter_exposition_errors_total{collector=conntrack}"] == 1.0
+    assert m[f"snat_exporter_build_info{{python={platform.python_version()},version=0.1.0}}"] == 1
+
+
+async def test_openmetrics_on_request_and_endpoints(running) -> None:
+    exporter, fake, url, session = running
+    async with session.get(url + "/metrics", headers={"Accept": "application/openmetrics-text"}) as resp:
+        assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert (await resp.text()).endswith("# EOF\n")
+    for path, status in (("/healthz", 200), ("/readyz", 200)):
+        async with session.get(url + path) as resp:
+            assert resp.status == status
+    await exporter.runners["conntrack"].run_once()
+    async with session.get(url + "/") as resp:
+        page = await resp.text()
+    assert "conntrack" in page and "ok" in page
+
+
+async def test_stop_closes_collectors(clock) -> None:
+    config = load_config(None, environ={})
+    fake = FakeCollector(clock)
+    exporter = Exporter(config, clock=clock, collectors=[fake])
+    await exporter.start(host="127.0.0.1", port=0)
+    await exporter.stop()
+    assert fake.closed
+    assert all(t.done() for t in exporter._tasks) and not exporter._tasks
+
+
+def test_sigterm_exits_cleanly_within_seconds(tmp_path) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "exporter", "serve", "--listen", "127.0.0.1:0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as proc:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # the "serving" line: the server is up
+        assert "msg=serving" in line, line
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - t0 < 5
