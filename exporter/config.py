@@ -45,8 +45,17 @@ class Config:
     conntrack: ConntrackConfig = setting(default_factory=ConntrackConfig, doc="Node conntrack collector.")
 
     def validate(self) -> Iterator[tuple[str, str]]:
-        if self.web_config_file is not None and not Path(self.web_config_file).is_file():
+        if self.web_config_file is None:
+            return
+        if not Path(self.web_config_file).is_file():
             yield "web_config_file", f"no such file: {self.web_config_file}"
+            return
+        from exporter.web import load_web_config
+
+        try:
+            load_web_config(self.web_config_file)
+        except ConfigError as e:
+            yield from e.problems
 
     @property
     def enabled_collectors(self) -> list[str]:

@@ -28,6 +28,7 @@ from exporter.exposition import SnapshotCollector
 from exporter.identity import Identity, NoIdentity
 from exporter.metrics import COLLECTOR_ERRORS, EXPOSITION_ERRORS
 from exporter.store import Store
+from exporter.web import BasicAuth, WebConfig, headers_middleware, load_web_config
 
 log = logging.getLogger("snat_exporter.server")
 
@@ -61,6 +62,8 @@ class Exporter:
             self.runners[collector.name] = Runner(
                 collector, state, self.errors, timeout=getattr(section, "timeout", interval), clock=clock
             )
+        # Read (and checked) once, before anything starts: a bad file must fail start-up, not a request.
+        self.web = load_web_config(config.web_config_file) if config.web_config_file else WebConfig()
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.ready = False
@@ -82,7 +85,12 @@ class Exporter:
 
     # ------------------------------------------------------------------------------------------------ HTTP
     def make_app(self) -> web.Application:
-        app = web.Application()
+        middlewares: list[Any] = []
+        if self.web.users:
+            middlewares.append(BasicAuth(self.web.users).middleware)
+        if self.web.headers:
+            middlewares.append(headers_middleware(self.web.headers))
+        app = web.Application(middlewares=middlewares)
         metrics = make_aiohttp_handler(self.registry)
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/healthz", self._healthz)
@@ -138,14 +146,18 @@ class Exporter:
         await self._runner.setup()
         bind_host, bind_port = self.config.listen
         site = web.TCPSite(
-            self._runner, host if host is not None else bind_host, port if port is not None else bind_port
+            self._runner,
+            host if host is not None else bind_host,
+            port if port is not None else bind_port,
+            ssl_context=self.web.ssl_context,
         )
         await site.start()
         server: Any = site._server  # asyncio.Server: the only place the kernel-chosen port is visible
         sockets = server.sockets if server is not None else []
         actual = sockets[0].getsockname() if sockets else (bind_host, bind_port)
         shown = "127.0.0.1" if actual[0] in ("0.0.0.0", "::") else actual[0]
-        self.url = f"http://{shown}:{actual[1]}"
+        scheme = "https" if self.web.ssl_context is not None else "http"
+        self.url = f"{scheme}://{shown}:{actual[1]}"
         self.ready = True
         log.info("serving", extra={"url": self.url, "collectors": ",".join(self.runners) or "none"})
         return self.url

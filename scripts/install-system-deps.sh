@@ -9,6 +9,9 @@ command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 command -v nft >/dev/null || need+=(nftables)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v ip >/dev/null || need+=(iproute2)
+# kubectl renders the kustomize overlays in tests/deploy. Machines here ship a current one; Debian's package is the
+# fallback (older, but it has `kubectl kustomize`).
+command -v kubectl >/dev/null || need+=(kubernetes-client)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing system packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
