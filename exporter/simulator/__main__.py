@@ -1,0 +1,3 @@
+from exporter.simulator.cli import main
+
+raise SystemExit(main())
