@@ -1,0 +1,82 @@
+"""Per-minute Totals -> Prometheus counters that count every minute exactly once.
+
+Azure fills in recent minutes late and revises them: the same minute comes back in several trailing windows,
+first missing, then partial, then final. Summing each window would count it many times; taking only the newest
+minute would miss late fills. So each series keeps a ledger of minute -> value already counted, bounded to the
+query window: a new valued minute adds its value, an upward revision adds the difference, a downward revision
+is ignored (a counter never decreases) and reported. Minutes older than the window are forgotten and never
+counted again. The first query counts every valued minute of its window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.collectors.azure.parse import Point
+
+
+@dataclass
+class SeriesLedger:
+    total: float = 0.0
+    horizon: float = float("-inf")  # minutes before this were forgotten and are never counted again
+    minutes: dict[float, float] = field(default_factory=dict)
+    last_seen: float = float("-inf")  # newest valued minute ever observed
+
+
+@dataclass(frozen=True)
+class Observation:
+    total: float
+    added: float
+    downward_revisions: int
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self._series: dict[Hashable, SeriesLedger] = {}
+
+    def observe(self, key: Hashable, points: Iterable[Point], window_start: float) -> Observation:
+        """Count the valued minutes of one query window for one series."""
+        s = self._series.setdefault(key, SeriesLedger())
+        added = 0.0
+        downward = 0
+        for p in points:
+            if p.timestamp < s.horizon:
+                continue
+            counted = s.minutes.get(p.timestamp)
+            if counted is None:
+                added += p.value
+                s.minutes[p.timestamp] = p.value
+            elif p.value > counted:
+                added += p.value - counted
+                s.minutes[p.timestamp] = p.value
+            elif p.value < counted:
+                downward += 1
+            s.last_seen = max(s.last_seen, p.timestamp)
+        s.total += added
+        if window_start > s.horizon:
+            s.horizon = window_start
+            for ts in [ts for ts in s.minutes if ts < window_start]:
+                del s.minutes[ts]
+        return Observation(s.total, added, downward)
+
+    def total(self, key: Hashable) -> float | None:
+        s = self._series.get(key)
+        return None if s is None else s.total
+
+    def keys(self) -> list[Any]:
+        return list(self._series)
+
+    def forget(self, keep: Iterable[Hashable]) -> None:
+        """Drop every series not in ``keep`` (a resource no longer watched, a backend gone for long)."""
+        wanted = set(keep)
+        for key in [k for k in self._series if k not in wanted]:
+            del self._series[key]
+
+    def last_seen(self, key: Hashable) -> float | None:
+        s = self._series.get(key)
+        return None if s is None else s.last_seen
+
+    def __len__(self) -> int:
+        return len(self._series)

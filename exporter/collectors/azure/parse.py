@@ -1,0 +1,139 @@
+"""Pure parsing: an Azure Monitor Metrics List response (SDK models) -> plain records, and minute handling.
+
+No I/O here. Facts the parser is built on (see docs/azure.md): dimension names come back lower-cased and are
+matched case-insensitively; a minute without data comes back with no value field at all and is *missing*, never
+0; a metric can fail alone inside an HTTP 200 (``errorCode`` other than ``Success``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+SUCCESS = "success"
+
+
+class MalformedResponse(ValueError):
+    """The answer does not have the shape of a Metrics List response."""
+
+
+@dataclass(frozen=True)
+class Point:
+    timestamp: float  # Unix time of the start of the minute
+    value: float
+
+
+@dataclass(frozen=True)
+class Series:
+    dimensions: tuple[tuple[str, str], ...]  # (lower-cased name, value), sorted
+    points: tuple[Point, ...]  # only minutes that carry the aggregation, oldest first
+
+    @property
+    def dims(self) -> dict[str, str]:
+        return dict(self.dimensions)
+
+    def newest(self) -> Point | None:
+        return self.points[-1] if self.points else None
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    name: str  # as Azure spelled it
+    error_code: str | None  # None when the metric succeeded
+    error_message: str
+    series: tuple[Series, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code is None
+
+
+def _timestamp(value: Any) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    raise MalformedResponse(f"data point timeStamp is not a time: {value!r}")
+
+
+def _value(point: Any, aggregation: str) -> float | None:
+    raw = getattr(point, aggregation.lower(), None)
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise MalformedResponse(f"{aggregation} is not a number: {raw!r}")
+    value = float(raw)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise MalformedResponse(f"{aggregation} is not finite: {raw!r}")
+    return value
+
+
+def _dimension_name(md: Any) -> str:
+    name = getattr(md, "name", None)
+    text = getattr(name, "value", None) if name is not None else None
+    if not isinstance(text, str):
+        raise MalformedResponse("metadatavalue without a name")
+    return text.strip().lower()
+
+
+def parse_series(element: Any, aggregation: str) -> Series:
+    dims = []
+    for md in getattr(element, "metadatavalues", None) or ():
+        value = getattr(md, "value", None)
+        dims.append((_dimension_name(md), "" if value is None else str(value)))
+    by_minute: dict[float, float] = {}
+    for point in getattr(element, "data", None) or ():
+        value = _value(point, aggregation)
+        if value is None:
+            continue  # an empty minute: missing, not 0
+        by_minute[_timestamp(getattr(point, "time_stamp", None))] = value
+    points = tuple(Point(ts, by_minute[ts]) for ts in sorted(by_minute))
+    return Series(tuple(sorted(dims)), points)
+
+
+def parse_response(response: Any, aggregation: str) -> dict[str, MetricResult]:
+    """Metric results keyed by lower-cased metric name. Raises MalformedResponse when the shape is wrong."""
+    values = getattr(response, "value", None)
+    if not isinstance(values, list):
+        raise MalformedResponse("response has no `value` list")
+    out: dict[str, MetricResult] = {}
+    for metric in values:
+        name_obj = getattr(metric, "name", None)
+        name = getattr(name_obj, "value", None) if name_obj is not None else None
+        if not isinstance(name, str) or not name:
+            raise MalformedResponse("metric without name.value")
+        code = getattr(metric, "error_code", None)
+        if code is not None and str(code).lower() != SUCCESS:
+            out[name.lower()] = MetricResult(name, str(code), str(getattr(metric, "error_message", "") or ""), ())
+            continue
+        timeseries = getattr(metric, "timeseries", None) or []
+        if not isinstance(timeseries, list):
+            raise MalformedResponse(f"{name}: timeseries is not a list")
+        series = tuple(parse_series(el, aggregation) for el in timeseries)
+        out[name.lower()] = MetricResult(name, None, "", series)
+    return out
+
+
+def merge_minutes(series: Iterable[tuple[Point, ...]]) -> tuple[Point, ...]:
+    """Several Azure series that map to one exported series: their values per minute are summed."""
+    acc: dict[float, float] = {}
+    for points in series:
+        for p in points:
+            acc[p.timestamp] = acc.get(p.timestamp, 0.0) + p.value
+    return tuple(Point(ts, acc[ts]) for ts in sorted(acc))
+
+
+def format_timespan(start: float, end: float) -> str:
+    """ISO 8601 ``start/end`` in UTC, to the second, as the Metrics List API takes it."""
+
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(int(t), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return f"{iso(start)}/{iso(end)}"

@@ -1,0 +1,139 @@
+"""The metric query plan: which Azure Monitor calls are made per resource, and how each metric maps to a series.
+
+Metrics that share an aggregation and a ``$filter`` go into one call (Azure accepts up to 20 names per call),
+so a load balancer costs four calls a cycle and a NAT gateway five: the ARM read bucket (250, refilled at 25/s
+per subscription and principal) is shared with everything else the principal does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from exporter.catalogue import MetricSpec
+from exporter.collectors.azure import metrics as m
+
+LOAD_BALANCERS = "loadBalancers"
+NAT_GATEWAYS = "natGateways"
+
+NAMESPACES = {LOAD_BALANCERS: "Microsoft.Network/loadBalancers", NAT_GATEWAYS: "Microsoft.Network/natGateways"}
+RESOURCE_TYPE_LABEL = {LOAD_BALANCERS: "load_balancer", NAT_GATEWAYS: "nat_gateway"}
+
+MAX_NAMES_PER_CALL = 20
+
+# NAT gateway reports IP protocol numbers, the load balancer names; both become the same lower-case label.
+_PROTOCOLS = {"6": "tcp", "17": "udp", "tcp": "tcp", "udp": "udp"}
+
+Dimensions = Mapping[str, str]  # lower-cased dimension name -> value, as parse.py returns them
+
+
+def protocol(value: str) -> str:
+    return _PROTOCOLS.get(value.strip().lower(), value.strip().lower())
+
+
+def _lower(value: str) -> str:
+    return value.strip().lower()
+
+
+def _same(value: str) -> str:
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class MetricMap:
+    """One Azure metric and the series it becomes. ``labels`` maps a label to (dimension, value transform);
+    ``node`` asks for the ``node`` label from the backend IP."""
+
+    azure_name: str
+    spec: MetricSpec
+    aggregation: str  # "Average" or "Total": the field of each data point that is read
+    labels: tuple[tuple[str, str, Callable[[str], str]], ...] = ()
+    node: bool = False
+    scale: float = 1.0
+
+    @property
+    def counter(self) -> bool:
+        return self.spec.type == "counter"
+
+    def series_labels(self, dims: Dimensions) -> dict[str, str]:
+        return {label: fn(dims.get(dim, "")) for label, dim, fn in self.labels}
+
+
+_FRONTEND = ("frontend_ip", "frontendipaddress", _same)
+_BACKEND = ("backend_ip", "backendipaddress", _same)
+_LB_PROTOCOL = ("protocol", "protocoltype", protocol)
+_NAT_PROTOCOL = ("protocol", "protocol", protocol)
+
+LB_METRICS = (
+    MetricMap("AllocatedSnatPorts", m.LB_PORTS_ALLOCATED, "Average", (_FRONTEND, _BACKEND, _LB_PROTOCOL), node=True),
+    MetricMap("UsedSnatPorts", m.LB_PORTS_USED, "Average", (_FRONTEND, _BACKEND, _LB_PROTOCOL), node=True),
+    MetricMap(
+        "SnatConnectionCount",
+        m.LB_CONNECTIONS,
+        "Total",
+        (_FRONTEND, _BACKEND, ("state", "connectionstate", _lower)),
+        node=True,
+    ),
+    MetricMap("VipAvailability", m.LB_DATA_PATH, "Average", (_FRONTEND,), scale=0.01),
+    MetricMap("DipAvailability", m.LB_HEALTH_PROBE, "Average", (_BACKEND,), node=True, scale=0.01),
+)
+NAT_METRICS = (
+    MetricMap("SNATConnectionCount", m.NAT_CONNECTIONS, "Total", (_NAT_PROTOCOL, ("state", "connectionstate", _lower))),
+    MetricMap("TotalConnectionCount", m.NAT_ACTIVE, "Total", (_NAT_PROTOCOL,)),
+    MetricMap("PacketDropCount", m.NAT_DROPPED, "Total"),
+    MetricMap("DatapathAvailability", m.NAT_AVAILABILITY, "Average", scale=0.01),
+    MetricMap("ByteCount", m.NAT_BYTES, "Total", (("direction", "direction", _lower), _NAT_PROTOCOL)),
+    MetricMap("PacketCount", m.NAT_PACKETS, "Total", (("direction", "direction", _lower), _NAT_PROTOCOL)),
+)
+
+METRICS = {LOAD_BALANCERS: LB_METRICS, NAT_GATEWAYS: NAT_METRICS}
+
+# The filter of each metric: `eq '*'` splits by a dimension. Without the split Azure averages the load balancer
+# port metrics across every backend and over TCP and UDP, which hides the one node that runs out.
+_FILTERS = {
+    "AllocatedSnatPorts": "BackendIPAddress eq '*' and FrontendIPAddress eq '*' and ProtocolType eq '*'",
+    "UsedSnatPorts": "BackendIPAddress eq '*' and FrontendIPAddress eq '*' and ProtocolType eq '*'",
+    "SnatConnectionCount": "BackendIPAddress eq '*' and FrontendIPAddress eq '*' and ConnectionState eq '*'",
+    "VipAvailability": "FrontendIPAddress eq '*'",
+    "DipAvailability": "BackendIPAddress eq '*'",
+    "SNATConnectionCount": "Protocol eq '*' and ConnectionState eq '*'",
+    "TotalConnectionCount": "Protocol eq '*'",
+    "PacketDropCount": None,
+    "DatapathAvailability": None,
+    "ByteCount": "Protocol eq '*' and Direction eq '*'",
+    "PacketCount": "Protocol eq '*' and Direction eq '*'",
+}
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """One Metrics List call for one resource kind."""
+
+    kind: str
+    metrics: tuple[MetricMap, ...]
+    aggregation: str
+    filter: str | None
+
+    @property
+    def metricnames(self) -> str:
+        return ",".join(mm.azure_name for mm in self.metrics)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(mm.azure_name for mm in self.metrics)
+
+    @property
+    def namespace(self) -> str:
+        return NAMESPACES[self.kind]
+
+
+def plan(kind: str) -> tuple[MetricQuery, ...]:
+    """The calls for one resource of ``kind``: metrics grouped by (aggregation, filter), in declaration order."""
+    groups: dict[tuple[str, str | None], list[MetricMap]] = {}
+    for mm in METRICS[kind]:
+        groups.setdefault((mm.aggregation, _FILTERS[mm.azure_name]), []).append(mm)
+    out = []
+    for (aggregation, flt), maps in groups.items():
+        for i in range(0, len(maps), MAX_NAMES_PER_CALL):
+            out.append(MetricQuery(kind, tuple(maps[i : i + MAX_NAMES_PER_CALL]), aggregation, flt))
+    return tuple(out)

@@ -1,0 +1,182 @@
+"""The pure layer: SDK response models -> records, the query plan, the counter ledger, ARM JSON helpers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from azure.mgmt.monitor.models import Response
+
+from exporter.collectors.azure.discovery import lb_capacity, nat_ip_refs, parse_cluster, prefix_size
+from exporter.collectors.azure.ledger import Ledger
+from exporter.collectors.azure.parse import MalformedResponse, Point, format_timespan, merge_minutes, parse_response
+from exporter.collectors.azure.queries import LB_METRICS, LOAD_BALANCERS, NAT_GATEWAYS, NAT_METRICS, plan, protocol
+from tests.conftest import shared_path
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def example(name: str) -> Response:
+    body = json.loads(shared_path("reference", "azure-examples", name).read_text())["responses"]["200"]["body"]
+    return Response.deserialize(body)
+
+
+def fixture(name: str) -> Response:
+    return Response.deserialize(json.loads((FIXTURES / name).read_text()))
+
+
+def test_real_example_parses_with_lower_cased_dimensions() -> None:
+    results = parse_response(example("metrics-list-2024-02-01-GetMetric.json"), "Average")
+    assert set(results) == {"blobcount", "blobcapacity"}
+    count = results["blobcount"]
+    assert count.ok and count.name == "BlobCount"
+    tiers = {s.dims["tier"]: s for s in count.series}
+    assert set(tiers) >= {"Hot", "Standard", "Cool"}
+    assert tiers["Hot"].newest() == Point(ts("2021-04-20T13:00:00Z"), 7.0)
+    cool = tiers["Cool"].newest()
+    assert cool is not None and cool.value == 0.0  # a real 0 stays 0
+
+
+def test_per_metric_error_inside_a_200_is_reported_and_the_other_metric_kept() -> None:
+    results = parse_response(example("metrics-list-2023-10-01-GetMetricError.json"), "Average")
+    failed = results["mongorequestscount"]
+    assert not failed.ok and failed.error_code == "InvalidSamplingType"
+    assert "Sampling type" in failed.error_message and failed.series == ()
+    assert results["mongorequests"].ok
+
+
+def test_empty_minutes_are_missing_not_zero_and_dimension_names_match_any_case() -> None:
+    results = parse_response(fixture("lb-ports.json"), "Average")
+    allocated = {s.dims["backendipaddress"]: s for s in results["allocatedsnatports"].series}
+    # the newest minute has no value: the newest valued minute wins
+    assert allocated["10.224.0.4"].newest() == Point(ts("2026-11-22T10:02:00Z"), 1024.0)
+    assert allocated["10.224.0.5"].points == (Point(ts("2026-11-22T10:00:00Z"), 1024.0),)
+    assert allocated["10.224.0.6"].points == ()  # no valued minute at all: absent, not 0
+    used = results["usedsnatports"].series[0]
+    assert used.dims == {"frontendipaddress": "20.1.2.3", "backendipaddress": "10.224.0.4", "protocoltype": "TCP"}
+    assert [p.value for p in used.points] == [100.0, 0.0, 250.0]
+
+
+def test_the_aggregation_read_is_the_one_asked_for() -> None:
+    # in the 2018 example, empty minutes carry only `count: 0`: asked for Average, only the valued minute is kept
+    results = parse_response(example("metrics-list-2018-01-01-GetMetric.json"), "Average")
+    by_type = {s.dims["blobtype"]: s.points for s in results["blobcapacity"].series}
+    assert by_type == {
+        "PageBlob": (Point(ts("2017-04-14T02:23:00Z"), 0.0),),
+        "BlockBlob": (Point(ts("2017-04-14T02:23:00Z"), 245.0),),
+    }
+
+
+def test_wrong_shapes_are_malformed() -> None:
+    with pytest.raises(MalformedResponse):
+        parse_response(Response.deserialize({"timespan": "x"}), "Average")
+    with pytest.raises(MalformedResponse):
+        parse_response(Response.deserialize({"timespan": "x", "value": [{"id": "a", "unit": "Count"}]}), "Average")
+
+
+def test_timespan_is_iso_utc() -> None:
+    start = datetime(2026, 11, 22, 10, 0, tzinfo=UTC).timestamp()
+    assert format_timespan(start, start + 600.7) == "2026-11-22T10:00:00Z/2026-11-22T10:10:00Z"
+
+
+def test_plan_groups_by_aggregation_and_filter_and_splits_every_dimension() -> None:
+    lb = plan(LOAD_BALANCERS)
+    assert [q.metricnames for q in lb] == [
+        "AllocatedSnatPorts,UsedSnatPorts",
+        "SnatConnectionCount",
+        "VipAvailability",
+        "DipAvailability",
+    ]
+    assert lb[0].aggregation == "Average"
+    assert lb[0].filter == "BackendIPAddress eq '*' and FrontendIPAddress eq '*' and ProtocolType eq '*'"
+    assert lb[1].aggregation == "Total" and "ConnectionState eq '*'" in (lb[1].filter or "")
+    nat = plan(NAT_GATEWAYS)
+    assert {q.metricnames for q in nat} == {
+        "SNATConnectionCount",
+        "TotalConnectionCount",
+        "PacketDropCount",
+        "DatapathAvailability",
+        "ByteCount,PacketCount",
+    }
+    assert {q.names for q in nat if q.filter is None} == {("PacketDropCount",), ("DatapathAvailability",)}
+    assert sum(len(q.metrics) for q in lb) == len(LB_METRICS)
+    assert sum(len(q.metrics) for q in nat) == len(NAT_METRICS)
+
+
+def test_protocol_numbers_and_names_become_lower_case_labels() -> None:
+    assert [protocol(v) for v in ("6", "17", "TCP", "Udp", "47")] == ["tcp", "udp", "tcp", "udp", "47"]
+
+
+def test_ledger_counts_each_minute_once_through_late_fills_and_revisions() -> None:
+    ledger = Ledger()
+    key = ("lb", "SnatConnectionCount", ())
+    # first window: minutes 0..2, minute 2 still partial
+    obs = ledger.observe(key, [Point(0, 5), Point(60, 3), Point(120, 1)], window_start=0)
+    assert obs.total == 9  # the first window is counted whole
+    # next cycle: minute 2 revised up (1 -> 4), minute 3 filled in late, minute 1 unchanged
+    obs = ledger.observe(key, [Point(60, 3), Point(120, 4), Point(180, 2)], window_start=60)
+    assert (obs.total, obs.added) == (14, 5)
+    # a downward revision is ignored and reported; re-sending the same minutes adds nothing
+    obs = ledger.observe(key, [Point(120, 2), Point(180, 2)], window_start=60)
+    assert (obs.total, obs.added, obs.downward_revisions) == (14, 0, 1)
+    # a minute that left the window is forgotten and never counted again
+    obs = ledger.observe(key, [Point(0, 5), Point(240, 1)], window_start=180)
+    assert obs.total == 15
+
+
+def test_merged_series_sum_per_minute() -> None:
+    merged = merge_minutes([(Point(0, 1), Point(60, 2)), (Point(60, 3),)])
+    assert merged == (Point(0, 1), Point(60, 5))
+
+
+SUB = "11111111-2222-3333-4444-555555555555"
+
+
+def test_cluster_outbound_type_and_subnets() -> None:
+    body = {
+        "name": "aks-shop",
+        "properties": {
+            "nodeResourceGroup": "MC_rg-shop_aks-shop_westeurope",
+            "networkProfile": {"outboundType": "userAssignedNATGateway"},
+            "agentPoolProfiles": [
+                {"name": "a", "vnetSubnetID": "/subscriptions/x/subnets/s1"},
+                {"name": "b", "vnetSubnetID": "/subscriptions/x/subnets/S1"},
+                {"name": "c"},
+            ],
+        },
+    }
+    info, subnets = parse_cluster(body, SUB, "rg-shop", "aks-shop")
+    assert info.outbound_type == "userAssignedNATGateway"
+    assert info.node_resource_group == "MC_rg-shop_aks-shop_westeurope"
+    assert subnets == ["/subscriptions/x/subnets/s1"]
+    with pytest.raises(MalformedResponse):
+        parse_cluster({"properties": {}}, SUB, "rg", "n")
+
+
+def test_lb_capacity_counts_outbound_frontends() -> None:
+    fe = [{"id": f"/lb/frontendIPConfigurations/{i}"} for i in range(3)]
+    body = {
+        "properties": {
+            "frontendIPConfigurations": fe,
+            "outboundRules": [
+                {"properties": {"allocatedOutboundPorts": 0, "frontendIPConfigurations": fe[:2]}},
+            ],
+        }
+    }
+    assert lb_capacity(body) == (2, 0)
+    assert lb_capacity({"properties": {"frontendIPConfigurations": fe}}) == (3, None)
+
+
+def test_nat_public_ips_count_prefix_sizes() -> None:
+    body = {"properties": {"publicIpAddresses": [{"id": "a"}, {"id": "b"}], "publicIPPrefixes": [{"id": "p"}]}}
+    assert nat_ip_refs(body) == (2, ["p"])
+    assert prefix_size({"properties": {"prefixLength": 28}}) == 16
+    assert prefix_size({"properties": {"prefixLength": 124, "publicIPAddressVersion": "IPv6"}}) == 0
+    with pytest.raises(MalformedResponse):
+        prefix_size({"properties": {}})
