@@ -30,6 +30,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["listen"] = args.listen
     if getattr(args, "log_level", None):
         out["log_level"] = args.log_level
+    if getattr(args, "shard", None):
+        out["azure.shard"] = args.shard
     return out
 
 
@@ -74,6 +76,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.scenario, host, port)
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from exporter.diagnose.run import DiagnoseError, diagnose
+    from exporter.settings import parse_duration, parse_url
+
+    setup_logging(args.log_level or "warning")
+    try:
+        since = parse_duration(args.since)
+    except ValueError as e:
+        raise ConfigError([("--since", str(e))]) from None
+    prometheus = None
+    if args.prometheus:
+        try:
+            prometheus = parse_url(args.prometheus)
+        except ValueError as e:
+            raise ConfigError([("--prometheus", str(e))]) from None
+    config = _load(args, args.config)
+    try:
+        result = diagnose(config, prometheus=prometheus, since=since, output=args.output)
+    except DiagnoseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(result.text)
+    return result.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="snat-exporter",
@@ -94,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the exporter")
     p.add_argument("--config", help="YAML config file (see docs/configuration.md)")
     p.add_argument("--listen", help="HOST:PORT of the HTTP server (overrides `listen`)")
+    p.add_argument("--shard", metavar="I/N", help="query the Azure metrics of shard I of N (overrides `azure.shard`)")
     common(p)
     p.set_defaults(func=cmd_serve)
 
@@ -113,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default="127.0.0.1:9874", help="HOST:PORT of the exporter (default 127.0.0.1:9874)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "diagnose",
+        help="Microsoft's outbound-connectivity checklist in one report; exit 0 healthy, 1 warning or worse, 2 error",
+    )
+    p.add_argument("--config", help="exporter config: its azure section says which cluster to read")
+    p.add_argument("--prometheus", metavar="URL", help="read the exporter's series from this Prometheus instead")
+    p.add_argument("--since", default="1h", help="how far back to look for peaks and failures (default 1h)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    common(p)
+    p.set_defaults(func=cmd_diagnose)
     return parser
 
 

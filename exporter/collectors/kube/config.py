@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from exporter.settings import setting
+from exporter.settings import parse_int, setting
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,20 @@ class KubernetesConfig:
     )
     node_name: str | None = setting(
         None,
-        "Watch only pods on this node (field selector spec.nodeName). Default: $NODE_NAME when pods is true.",
+        "Watch only pods on this node (field selector spec.nodeName). Default: $NODE_NAME when pods is true; "
+        "with neither, every pod of the cluster is watched.",
     )
-    timeout: float = setting(30.0, "Deadline of one list request and the server-side timeout of one watch.")
+    timeout: float = setting(30.0, "Deadline of one list request (one page) and of one collector run.")
+    watch_timeout: float = setting(
+        300.0,
+        "Server-side timeout of one watch request (it then resumes from its last resourceVersion, without a "
+        "relist); also how long a silently dead connection can go unnoticed.",
+    )
+    page_size: int = setting(
+        500, "Objects per page of a full list (limit/continue): bounds the memory of a relist.", parse=parse_int(1)
+    )
     max_age: float = setting(600.0, "How long a cache that lost its watch keeps answering before it is dropped.")
+
+    def validate(self) -> Iterator[tuple[str, str]]:
+        if self.enabled and not (self.nodes or self.pods):
+            yield "nodes", "enabled with neither nodes nor pods: nothing to watch"
