@@ -24,14 +24,16 @@ lint: deps
 	$(VENV)/bin/ruff format --check .
 
 typecheck: deps
-	$(VENV)/bin/mypy exporter bench tests
+	$(VENV)/bin/mypy exporter bench tests dashboards
 
 # Regenerates everything that is generated from code (docs tables, dashboards, Kubernetes assets).
 generate: deps
 	$(PY) -m exporter.docs_gen
+	$(PY) -m dashboards.generate
+	$(PY) deploy/generate.py
 
 check-generated: generate
-	git diff --exit-code -- docs
+	git diff --exit-code -- docs deploy/kubernetes dashboards/out
 
 unit: deps
 	$(PY) -m pytest -q
