@@ -16,6 +16,31 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
 
+def configuration_table() -> list[str]:
+    lines = [
+        "| key | default | environment variable | meaning |",
+        "|---|---|---|---|",
+    ]
+    for path, f, _ in iter_settings(Config):
+        info = f.metadata["setting"]
+        env = f"`{env_name(path)}`" if info.env else ""
+        doc = info.doc.replace("|", "\\|")
+        lines.append(f"| `{path}` | `{default_text(f)}` | {env} | {doc} |")
+    return lines
+
+
+def metrics_table() -> list[str]:
+    lines = [
+        "| metric | type | labels | source | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in sorted(all_specs().values(), key=lambda s: (s.source != "exporter", s.source, s.name)):
+        labels = ", ".join(f"`{label}`" for label in spec.labels)
+        text = spec.help.replace("|", "\\|")
+        lines.append(f"| `{spec.name}` | {spec.type} | {labels} | {spec.source} | {text} |")
+    return lines
+
+
 def configuration_md() -> str:
     lines = [
         "# Configuration reference",
@@ -28,14 +53,8 @@ def configuration_md() -> str:
         "and names every bad field. Durations take `ms`, `s`, `m`, `h` (`90s`, `5m`); lists in environment",
         "variables are comma-separated.",
         "",
-        "| key | default | environment variable | meaning |",
-        "|---|---|---|---|",
+        *configuration_table(),
     ]
-    for path, f, _ in iter_settings(Config):
-        info = f.metadata["setting"]
-        env = f"`{env_name(path)}`" if info.env else ""
-        doc = info.doc.replace("|", "\\|")
-        lines.append(f"| `{path}` | `{default_text(f)}` | {env} | {doc} |")
     return "\n".join(lines) + "\n"
 
 
@@ -50,17 +69,27 @@ def metrics_md() -> str:
         "waits on Azure or the kernel. `snat_exporter_collector_stale` and the `*_age_seconds` series say how old",
         "the data is.",
         "",
-        "| metric | type | labels | source | meaning |",
-        "|---|---|---|---|---|",
+        *metrics_table(),
     ]
-    for spec in sorted(all_specs().values(), key=lambda s: (s.source != "exporter", s.source, s.name)):
-        labels = ", ".join(f"`{label}`" for label in spec.labels)
-        text = spec.help.replace("|", "\\|")
-        lines.append(f"| `{spec.name}` | {spec.type} | {labels} | {spec.source} | {text} |")
     return "\n".join(lines) + "\n"
 
 
 GENERATED = {"configuration.md": configuration_md, "metrics.md": metrics_md}
+
+README = ROOT / "README.md"
+README_SECTIONS = {"configuration": configuration_table, "metrics": metrics_table}
+
+
+def readme_md(text: str) -> str:
+    """README.md with each ``<!-- BEGIN GENERATED: name -->`` ... ``<!-- END GENERATED: name -->`` block rewritten."""
+    for name, render in README_SECTIONS.items():
+        begin, end = f"<!-- BEGIN GENERATED: {name} -->", f"<!-- END GENERATED: {name} -->"
+        head, sep, rest = text.partition(begin)
+        _, sep2, tail = rest.partition(end)
+        if not sep or not sep2:
+            raise ValueError(f"README.md lacks the {begin} ... {end} markers")
+        text = head + begin + "\n" + "\n".join(render()) + "\n" + end + tail
+    return text
 
 
 def main() -> int:
@@ -68,6 +97,8 @@ def main() -> int:
     for name, render in GENERATED.items():
         (DOCS / name).write_text(render())
         print(f"wrote docs/{name}", file=sys.stderr)
+    README.write_text(readme_md(README.read_text()))
+    print("wrote README.md (generated sections)", file=sys.stderr)
     return 0
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import disable_created_metrics
+from prometheus_client import ProcessCollector, disable_created_metrics
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.registry import CollectorRegistry
 
@@ -51,6 +51,8 @@ class Exporter:
         self.registry = CollectorRegistry(auto_describe=False)
         self.store = Store()
         self.errors = COLLECTOR_ERRORS.counter(self.registry)
+        # The exporter's own RSS, CPU and open fds: what an SRE checks first when the exporter itself misbehaves.
+        ProcessCollector(registry=self.registry)
         self.registry.register(SnapshotCollector(self.store, EXPOSITION_ERRORS.counter(self.registry), clock=clock))
         self.identity: Identity = NoIdentity()
         self.collectors: list[Collector] = collectors if collectors is not None else self._create_collectors()

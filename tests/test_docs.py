@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.docs_gen import DOCS, GENERATED
+from exporter.docs_gen import DOCS, GENERATED, README, readme_md
 from tests.conftest import ROOT
 
 
@@ -18,3 +18,8 @@ def test_readme_names_the_two_commands_and_links_the_references() -> None:
     readme = (ROOT / "README.md").read_text()
     for needle in ("make demo", "make test", "docs/configuration.md", "docs/metrics.md"):
         assert needle in readme
+
+
+def test_readme_reference_tables_are_current() -> None:
+    text = README.read_text()
+    assert text == readme_md(text), "README.md's generated tables are out of date: run `make generate`"

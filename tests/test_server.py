@@ -83,6 +83,7 @@ async def test_snapshot_served_with_health_and_sample_age(running, clock) -> Non
     assert m["snat_test_sample_age_seconds{node=n1}"] == 90.0
     assert m["snat_exporter_collector_success{collector=conntrack}"] == 1.0
     assert m["snat_exporter_collector_stale{collector=conntrack}"] == 0.0
+    assert m["process_resident_memory_bytes{}"] > 0
     clock.advance(10)
     m = await scrape(session, url)
     assert m["snat_test_sample_age_seconds{node=n1}"] == 100.0  # ages grow between collections
