@@ -91,9 +91,11 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             prometheus = parse_url(args.prometheus)
         except ValueError as e:
             raise ConfigError([("--prometheus", str(e))]) from None
+    if args.cluster and not prometheus:
+        raise ConfigError([("--cluster", "only with --prometheus (the config's azure.cluster names the cluster)")])
     config = _load(args, args.config)
     try:
-        result = diagnose(config, prometheus=prometheus, since=since, output=args.output)
+        result = diagnose(config, prometheus=prometheus, since=since, output=args.output, cluster=args.cluster)
     except DiagnoseError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -148,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", help="exporter config: its azure section says which cluster to read")
     p.add_argument("--prometheus", metavar="URL", help="read the exporter's series from this Prometheus instead")
+    p.add_argument(
+        "--cluster", metavar="NAME", help="with --prometheus: the AKS cluster to diagnose, when it has several"
+    )
     p.add_argument("--since", default="1h", help="how far back to look for peaks and failures (default 1h)")
     p.add_argument("--output", choices=("text", "json"), default="text")
     common(p)

@@ -43,12 +43,12 @@ def kubernetes_node_names(config: Config) -> dict[str, str]:
     return names
 
 
-async def observe(config: Config, prometheus: str | None, since: float) -> Observations:
+async def observe(config: Config, prometheus: str | None, since: float, cluster: str | None = None) -> Observations:
     if prometheus:
         from exporter.diagnose.prometheus import PrometheusError, PrometheusSource
 
         try:
-            return await PrometheusSource(prometheus, since).observe()
+            return await PrometheusSource(prometheus, since, cluster=cluster).observe()
         except PrometheusError as e:
             raise DiagnoseError(str(e)) from None
     if not config.azure.enabled and not config.azure.cluster.name and not config.azure.resources:
@@ -72,7 +72,9 @@ async def observe(config: Config, prometheus: str | None, since: float) -> Obser
         await source.close()
 
 
-def diagnose(config: Config, *, prometheus: str | None, since: float, output: str) -> Result:
-    observations = asyncio.run(observe(config, prometheus, since))
+def diagnose(
+    config: Config, *, prometheus: str | None, since: float, output: str, cluster: str | None = None
+) -> Result:
+    observations = asyncio.run(observe(config, prometheus, since, cluster))
     capacity, findings = analyse(observations)
     return Result(render(observations, capacity, findings, output), exit_code(findings))

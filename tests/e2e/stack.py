@@ -144,7 +144,13 @@ class Stack:
             out.append(str(path))
         return out
 
-    async def start(self, targets: list[str]) -> None:
+    async def start(
+        self, targets: list[str], node_targets: list[str] | None = None, clusters: dict[str, str] | None = None
+    ) -> None:
+        """Scrape ``targets`` (cluster exporters) as job snat-exporter and ``node_targets`` (node agents) as job
+        snat-exporter-node, the names the alerts' `job=~"snat-exporter.*"` selectors expect. Each target gets the
+        `cluster` label ``clusters[target]`` (default "e2e")."""
+        clusters = clusters or {}
         await self.webhook.start()
         am_port, prom_port = free_port(), free_port()
         am_config = {
@@ -164,10 +170,12 @@ class Stack:
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
             "scrape_configs": [
                 {
-                    "job_name": "snat-exporter",
+                    "job_name": job,
                     # what the dashboards' Cluster variable lists (relabelling, as docs/dashboards.md says)
-                    "static_configs": [{"targets": targets, "labels": {"cluster": "e2e"}}],
+                    "static_configs": [{"targets": [h], "labels": {"cluster": clusters.get(h, "e2e")}} for h in hosts],
                 }
+                for job, hosts in (("snat-exporter", targets), ("snat-exporter-node", node_targets or []))
+                if hosts
             ],
         }
         (self.tmp / "prometheus.yml").write_text(yaml.safe_dump(prom_config))

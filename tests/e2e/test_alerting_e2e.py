@@ -1,23 +1,26 @@
 """The proof: the real Prometheus and Alertmanager, loaded with alerts/ and scraping exporters that run on the
-simulator, page on SNAT exhaustion with the node named, fill every dashboard panel, and stay quiet on a healthy
-cluster. See tests/e2e/stack.py for the clock and the `for:` shortening.
-
-Panels fed by the node agent (conntrack) are not checked here: these exporters read Azure only, and a conntrack
-table with SNAT flows needs the network-namespace lab. CONNTRACK_PANELS lists them; their recording rules are
-covered by alerts/tests/*.yml (promtool).
+simulator and a node agent that reads a real kernel conntrack table, page on SNAT exhaustion with the node named,
+warn on node-side destination pressure with the pod named, fill every dashboard panel, and stay quiet on a healthy
+cluster; `snat-exporter diagnose --prometheus` reads the same Prometheus. See tests/e2e/stack.py for the clock and
+the `for:` shortening, tests/e2e/node_agent.py for the node agent's lab (root only: it fails, never skips, without).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
 import pytest
 
-from tests.conftest import FakeClock
+from exporter.diagnose.report import SCHEMA_PATH
+from tests.conftest import ROOT, FakeClock
+from tests.e2e.node_agent import BUSY_POD, RESOLVER, UDP_FLOWS, NodeAgent, start_node_agent
 from tests.e2e.stack import (
     Stack,
     Target,
@@ -28,24 +31,16 @@ from tests.e2e.stack import (
     wait_for,
     with_all_selected,
 )
+from tests.netns.lab import PYTHON
 
 pytestmark = pytest.mark.e2e
 
 EXHAUSTED_NODE = "aks-nodepool1-85638540-vmss000002"  # node index 2 of the `exhaustion` scenario
-CONNTRACK_PANELS = {
-    "Worst conntrack table",
-    "Conntrack table utilisation per node",
-    "Conntrack insert failures per node",
-    "Node-side destination pressure",
-    "Outbound flows by TCP state",
-    "Top destinations by concurrent outbound flows",
-    "Top pods by concurrent outbound flows",
-}
 
 
 class Rig:
-    def __init__(self, stack: Stack, targets: list[Target], clock: FakeClock):
-        self.stack, self.targets, self.clock = stack, targets, clock
+    def __init__(self, stack: Stack, targets: list[Target], clock: FakeClock, agent: NodeAgent | None):
+        self.stack, self.targets, self.clock, self.agent = stack, targets, clock, agent
 
     async def minute(self) -> None:
         await azure_minute(self.clock, self.stack, self.targets)
@@ -54,28 +49,60 @@ class Rig:
 @pytest.fixture
 async def rig_for(tmp_path: Path) -> AsyncIterator[Any]:
     stoppable: list[Any] = []
+    errors: list[str] = []
     session = aiohttp.ClientSession()
     clock = FakeClock(time.time())  # Prometheus stamps samples in wall time; the exporters start from it
 
-    async def make(*scenarios: str) -> Rig:
-        targets = []
+    async def make(*scenarios: str, node_agent_on: str | None = None) -> Rig:
+        """Exporters on the scenarios (each its own `cluster` label, the scenario's name, as a Prometheus shared
+        by several clusters has) and, on one node of the first, a node agent."""
+        targets, clusters = [], {}
         for name in scenarios:
             target, parts = await start_exporter(tmp_path, clock, name, kube=name != "natgw")
             targets.append(target)
+            clusters[target.instance] = name
             stoppable.extend(parts)
+        agent = None
+        if node_agent_on is not None:
+            agent = await start_node_agent(tmp_path, session, node_agent_on)
+            stoppable.append(agent)
+            clusters[agent.instance] = scenarios[0]
         stack = Stack(tmp_path, session)
         stoppable.insert(0, stack)
-        await stack.start([t.instance for t in targets])
-        return Rig(stack, targets, clock)
+        await stack.start([t.instance for t in targets], [agent.instance] if agent else [], clusters)
+        return Rig(stack, targets, clock, agent)
 
     yield make
-    for part in stoppable:
-        await part.stop()
-    await session.close()
+    try:
+        for part in stoppable:
+            try:
+                await part.stop()
+            except Exception as e:  # the remaining parts (namespaces!) are torn down all the same
+                errors.append(f"{type(part).__name__}: {e!r}")
+    finally:
+        await session.close()
+    assert not errors, errors
+
+
+async def diagnose(prometheus: str, *args: str) -> tuple[int, dict[str, Any], str]:
+    """`snat-exporter diagnose --prometheus URL --output json` as an SRE runs it: (exit code, report, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        PYTHON,
+        *("-m", "exporter", "diagnose", "--prometheus", prometheus, "--output", "json", *args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    report = json.loads(out) if out.strip() else {}
+    if report:
+        jsonschema.validate(report, json.loads(SCHEMA_PATH.read_text()))
+    return proc.returncode, report, err.decode(errors="replace")
 
 
 async def test_snat_failure_pages_with_the_node_named_and_every_panel_has_data(rig_for) -> None:
-    rig = await rig_for("exhaustion", "natgw")
+    rig = await rig_for("exhaustion", "natgw", node_agent_on=EXHAUSTED_NODE)
     stack = rig.stack
 
     async def paged() -> list[dict[str, Any]]:
@@ -94,15 +121,32 @@ async def test_snat_failure_pages_with_the_node_named_and_every_panel_has_data(r
     firing = await stack.query('ALERTS{alertstate="firing", alertname=~"SnatPorts.*"}')
     assert {a["metric"]["node"] for a in firing} == {EXHAUSTED_NODE}
 
+    # The node agent's real flows, joined with Azure's allocation of the same node: 850 UDP flows to one resolver
+    # out of 1,024 ports. The warning names the node, the destination and the pod that opens the flows.
+    async def pressure() -> list[dict[str, Any]]:
+        return stack.webhook.firing("SnatDestinationPressureHigh")
+
+    (warning,) = await wait_for("SnatDestinationPressureHigh at the webhook", pressure, 30)
+    assert warning["labels"]["node"] == EXHAUSTED_NODE
+    assert warning["labels"]["protocol"] == "udp"
+    assert warning["labels"]["severity"] == "warning"
+    assert warning["labels"]["job"] == "snat-exporter-node"
+    description = " ".join(warning["annotations"]["description"].split())
+    namespace, pod, _, _ = BUSY_POD
+    assert f"Node {EXHAUSTED_NODE} holds {UDP_FLOWS / 1024:.2%} of its allocated udp SNAT ports" in description
+    assert f"a single destination ({RESOLVER[0]})" in description
+    assert f"the busiest pod is {namespace}/{pod}" in description
+
     # A second minute so that every rate() has two samples, then every panel query must return data.
     await rig.minute()
     empty = []
     for board, title, expr in dashboard_queries():
-        if title in CONNTRACK_PANELS:
-            continue
         if not await stack.query(with_all_selected(expr)):
             empty.append(f"{board}: {title}: {expr}")
     assert not empty, "panels without data:\n" + "\n".join(empty)
+    top_pods = await stack.query("topk(1, sum by (namespace, pod) (snat_pod_outbound_flows))")
+    assert top_pods[0]["metric"] == {"namespace": namespace, "pod": pod}
+    assert float(top_pods[0]["value"][1]) == UDP_FLOWS
 
     for board, name, query in variable_queries():
         selector, label = query.removeprefix("label_values(").removesuffix(")").rsplit(", ", 1)
@@ -110,6 +154,39 @@ async def test_snat_failure_pages_with_the_node_named_and_every_panel_has_data(r
         assert values, f"{board}: ${name} lists nothing"
         if name == "node":
             assert EXHAUSTED_NODE in values
+
+    # `snat-exporter diagnose --prometheus` reads the same Prometheus. It holds two AKS clusters: diagnose will
+    # not mix them up and asks which one.
+    code, report, err = await diagnose(stack.prom_url)
+    assert (code, report) == (2, {}), report
+    assert "2 AKS clusters (aks-pay, aks-shop): choose one with --cluster NAME" in err
+    # The exhausted cluster: the node, its failures, and from the node agent the destination and the pod to fix.
+    code, report, err = await diagnose(stack.prom_url, "--cluster", "aks-shop")
+    assert code == 1 and report["exit_code"] == 1, err
+    assert report["cluster"] == "aks-shop" and report["outbound"]["type"] == "loadBalancer"
+    assert [lb["name"] for lb in report["outbound"]["load_balancers"]] == ["kubernetes"]
+    assert report["outbound"]["nat_gateways"] == [] and len(report["nodes"]) == 6
+    top = report["findings"][0]
+    assert top["severity"] == "critical" and top["node"] == EXHAUSTED_NODE, report["findings"]
+    assert top["numbers"]["failed_connections"] > 0
+    assert f"{namespace}/{pod} ({UDP_FLOWS} flows)" in top["detail"]
+    assert f"{RESOLVER[0]}/udp" in top["detail"]
+    (node,) = [n for n in report["nodes"] if n["node"] == EXHAUSTED_NODE]
+    assert node["allocated_ports"] == 1024 and node["failed_connections"] > 0
+    assert node["max_flows_per_destination"] == UDP_FLOWS
+    assert node["top_destinations"][0] == {
+        "destination": RESOLVER[0],
+        "port": "",
+        "protocol": "udp",
+        "flows": UDP_FLOWS,
+    }
+    assert node["top_pods"][0] == {"namespace": namespace, "pod": pod, "workload": "cart", "flows": UDP_FLOWS}
+    # The NAT gateway cluster of the same Prometheus: its own numbers, no node of the other cluster.
+    code, report, err = await diagnose(stack.prom_url, "--cluster", "aks-pay")
+    assert report["outbound"]["type"] == "managedNATGateway", err
+    assert [gw["name"] for gw in report["outbound"]["nat_gateways"]] and report["outbound"]["load_balancers"] == []
+    assert report["nodes"] == [] and report["capacity"]["natgw_public_ips"] == 2
+    assert code == report["exit_code"]
 
 
 async def test_nothing_fires_on_a_healthy_cluster(rig_for) -> None:
@@ -127,3 +204,9 @@ async def test_nothing_fires_on_a_healthy_cluster(rig_for) -> None:
     alerts = await stack.query('ALERTS{severity!="info"}')
     assert alerts == [], [a["metric"] for a in alerts]
     assert stack.webhook.alerts == []
+
+    code, report, err = await diagnose(stack.prom_url)
+    assert code == 0 and report["exit_code"] == 0, report.get("findings", err)
+    assert report["outbound"]["type"] == "loadBalancer"
+    assert len(report["nodes"]) == 60
+    assert [f["title"] for f in report["findings"]] == ["No SNAT pressure found"]

@@ -3,10 +3,15 @@ the node's "SNAT budget") -> "internet" namespace with servers that hold connect
 
 Namespaces are named ``snt-<random>-pod|node|inet`` so parallel runs never collide, and :meth:`Lab.close` always
 deletes them (use the lab as a context manager). Helpers wait on conditions with deadlines, never on sleeps.
+
+``Lab(uplink=True)`` adds one veth pair between the root namespace (``snt-<random>-up``) and the node namespace
+(``up0``) on a /30 of 198.18.0.0/15 (the benchmarking range, never routed), so that a process in the root namespace
+(Prometheus, a fake API server) and one in the node namespace (a node agent) can reach each other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -112,11 +117,23 @@ def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 class Lab:
-    def __init__(self, *, udp_timeout: int | None = None) -> None:
-        self.prefix = f"snt-{secrets.token_hex(3)}"
+    def __init__(
+        self,
+        *,
+        udp_timeout: int | None = None,
+        port_range: tuple[int, int] = (PORT_LO, PORT_HI),
+        uplink: bool = False,
+    ) -> None:
+        token = secrets.token_bytes(3)
+        self.prefix = f"snt-{token.hex()}"
         self.pod, self.node, self.inet = (f"{self.prefix}-{n}" for n in ("pod", "node", "inet"))
         self.procs: list[subprocess.Popen[str]] = []
         self.udp_timeout = udp_timeout
+        self.port_lo, self.port_hi = port_range
+        # A /30 picked from the lab's random token: two labs of parallel runs do not share it.
+        net, last = f"198.{18 + (token[0] & 1)}.{token[1]}", token[2] & 0xFC
+        self.uplink = f"{self.prefix}-up" if uplink else None
+        self.uplink_root_ip, self.uplink_node_ip = f"{net}.{last + 1}", f"{net}.{last + 2}"
 
     def __enter__(self) -> Lab:
         try:
@@ -155,7 +172,7 @@ class Lab:
 table ip snatlab {{
   chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
-    ip saddr 10.244.0.0/24 oifname "inet0" meta l4proto {{ tcp, udp }} masquerade to :{PORT_LO}-{PORT_HI}
+    ip saddr 10.244.0.0/24 oifname "inet0" meta l4proto {{ tcp, udp }} masquerade to :{self.port_lo}-{self.port_hi}
     ip saddr 10.244.0.0/24 oifname "inet0" masquerade
   }}
 }}
@@ -163,6 +180,13 @@ table ip snatlab {{
         run("ip", "netns", "exec", self.node, "nft", "-f", "-", input=rules)
         if self.udp_timeout is not None:
             self.ns_exec(self.node, "sysctl", "-qw", f"net.netfilter.nf_conntrack_udp_timeout={self.udp_timeout}")
+        if self.uplink is not None:
+            # The only interface the lab puts in the root namespace; deleting the node namespace deletes it too.
+            run("ip", "link", "add", self.uplink, "type", "veth", "peer", "name", "up0", "netns", self.node)
+            run("ip", "addr", "add", f"{self.uplink_root_ip}/30", "dev", self.uplink)
+            run("ip", "link", "set", self.uplink, "up")
+            run("ip", "-n", self.node, "addr", "add", f"{self.uplink_node_ip}/30", "dev", "up0")
+            run("ip", "-n", self.node, "link", "set", "up0", "up")
 
     def ns_exec(self, ns: str, *args: str) -> str:
         return run("ip", "netns", "exec", ns, *args)
@@ -175,6 +199,24 @@ table ip snatlab {{
             stderr=subprocess.PIPE,
             text=True,
         )
+        self.procs.append(proc)
+        return proc
+
+    def daemon(
+        self, ns: str, args: Sequence[str], log: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
+        """A long-running process in ``ns`` (e.g. a node agent), its output in ``log`` (a pipe nobody reads would
+        fill up and stall it); stopped by :meth:`close` like every other process of the lab."""
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", ns, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=ROOT,
+                env={**os.environ, **(env or {})},
+            )
         self.procs.append(proc)
         return proc
 
@@ -223,6 +265,9 @@ table ip snatlab {{
                 if stream is not None:
                     stream.close()
         self.procs.clear()
+        if self.uplink is not None:
+            with contextlib.suppress(subprocess.SubprocessError):
+                subprocess.run(["ip", "link", "del", self.uplink], capture_output=True, timeout=30)
         for ns in (self.pod, self.node, self.inet):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
 

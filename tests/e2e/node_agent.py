@@ -1,0 +1,137 @@
+"""A node agent on the real kernel for the end-to-end stack.
+
+The conntrack lab (tests/netns/lab.py) gives a pod namespace, a node namespace that masquerades the pods' traffic
+to 1,024 source ports (the node's SNAT budget, as Azure's allocation in the `exhaustion` scenario) and an "internet"
+namespace. Two pods open real flows: ``shop/cart`` floods one DNS resolver with UDP flows from distinct source
+ports (enough to reach SnatDestinationPressureHigh's 80% of 1,024), ``shop/web`` holds TCP connections to a web
+server. ``snat-exporter serve`` runs INSIDE the node namespace with the conntrack and Kubernetes (pods only)
+collectors, as the DaemonSet does, named after the scenario's exhausted node so that PromQL joins it with the Azure
+series by ``node``. A veth uplink (a /30 of 198.18.0.0/15) lets the Prometheus in the root namespace scrape it and
+lets it reach its fake Kubernetes API server, which listens on the root side of that link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from exporter.demo import write_kubeconfig
+from exporter.simulator.kubeapi import KubeApiServer, pod_object
+from tests.e2e.stack import wait_for
+from tests.netns.lab import INET_IPS, POD_IPS, PYTHON, Lab, require_root
+
+AGENT_PORT = 9874
+SNAT_PORTS = (20000, 21023)  # 1,024 ports, the node's allocation in the `exhaustion` scenario
+CHUNK = 400  # sockets per client process: stays under a default RLIMIT_NOFILE of 1,024
+
+# (namespace, pod, Deployment, pod-template-hash) of the two pods, by pod IP
+PODS = {
+    POD_IPS[0]: ("shop", "cart-6f9c7d8b5-x2k4q", "cart", "6f9c7d8b5"),
+    POD_IPS[1]: ("shop", "web-5d8f7c9b4-7hd2m", "web", "5d8f7c9b4"),
+}
+BUSY_POD = PODS[POD_IPS[0]]
+RESOLVER = (INET_IPS[1], 53)  # the destination the cart pod floods (UDP: one SNAT port per destination IP)
+WEB = (INET_IPS[0], 443)
+UDP_FLOWS = 850  # >= 80% of 1,024: SnatDestinationPressureHigh
+TCP_FLOWS = 30
+
+
+@dataclass
+class NodeAgent:
+    lab: Lab
+    api: KubeApiServer
+    node: str
+    url: str  # of the agent, as the root namespace reaches it
+    log: Path
+
+    @property
+    def instance(self) -> str:
+        return self.url.removeprefix("http://")
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+    async def stop(self) -> None:
+        try:
+            await self.api.stop()
+        finally:
+            await asyncio.to_thread(self.lab.close)
+
+
+def _open_flows(lab: Lab) -> None:
+    lab.serve(f"{WEB[0]}:{WEB[1]}")
+    web = {"proto": "tcp", "src": POD_IPS[1], "dst": WEB[0], "port": WEB[1], "count": TCP_FLOWS}
+    report, _ = lab.clients(lab.pod, [web])
+    assert report["connected"] == TCP_FLOWS, report
+    left = UDP_FLOWS
+    while left:
+        n = min(CHUNK, left)
+        dns = {"proto": "udp", "src": POD_IPS[0], "dst": RESOLVER[0], "port": RESOLVER[1], "count": n}
+        report, _ = lab.clients(lab.pod, [dns])
+        assert report["udp"] == n, report
+        left -= n
+
+
+async def _sample(session: aiohttp.ClientSession, url: str, name: str, **labels: str) -> float | None:
+    """The value of one series on the agent's /metrics, None while it is absent (or the agent not up yet)."""
+    try:
+        async with session.get(url + "/metrics") as resp:
+            text = await resp.text()
+    except aiohttp.ClientError:
+        return None
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            series, _, value = line.rpartition(" ")
+            got = series[len(name) :].strip("{}")
+            if all(part in got.split(",") for part in want.split(",") if part):
+                return float(value)
+    return None
+
+
+async def start_node_agent(tmp: Path, session: aiohttp.ClientSession, node: str) -> NodeAgent:
+    """The lab, its flows, the fake API server with the two pods on ``node``, and the agent in the node namespace,
+    ready: its /metrics shows every planned flow attributed to its pod. Fails (never skips) without root."""
+    require_root()
+    lab = Lab(udp_timeout=600, port_range=SNAT_PORTS, uplink=True)  # UDP flows must outlive the test
+    api = KubeApiServer()
+    agent = NodeAgent(lab, api, node, f"http://{lab.uplink_node_ip}:{AGENT_PORT}", tmp / "node-agent.log")
+    try:
+        await asyncio.to_thread(lab.__enter__)
+        for ip, (namespace, name, deployment, template_hash) in PODS.items():
+            owner = ("ReplicaSet", f"{deployment}-{template_hash}")
+            labels = {"app": deployment, "pod-template-hash": template_hash}
+            api.add(pod_object(namespace, name, ip, node=node, owner=owner, labels=labels))
+        kube_url = await api.start(lab.uplink_root_ip, 0)
+        directory = tmp / "kube-node-agent"
+        directory.mkdir()
+        kubeconfig = write_kubeconfig(directory, kube_url)
+        await asyncio.to_thread(_open_flows, lab)
+        settings = {
+            "conntrack.enabled": "true",
+            "conntrack.interval": "1s",
+            "kubernetes.enabled": "true",
+            "kubernetes.nodes": "false",
+            "kubernetes.pods": "true",
+            "kubernetes.kubeconfig": kubeconfig,
+        }
+        argv = [PYTHON, "-m", "exporter", "serve", "--listen", f"{lab.uplink_node_ip}:{AGENT_PORT}"]
+        for key, value in settings.items():
+            argv += ["--set", f"{key}={value}"]
+        proc = lab.daemon(lab.node, argv, agent.log, env={"NODE_NAME": node})
+
+        async def ready() -> Any:
+            assert proc.poll() is None, f"the node agent exited ({proc.returncode}):\n{agent.tail()}"
+            _, name, workload, _ = BUSY_POD
+            flows = await _sample(session, agent.url, "snat_pod_outbound_flows", pod=name, workload=workload)
+            return flows is not None and flows >= UDP_FLOWS
+
+        await wait_for("the node agent to attribute the flows to their pods", ready, 30)
+    except BaseException:
+        await agent.stop()
+        raise
+    return agent
