@@ -1,7 +1,8 @@
 """Credentials and SDK clients built from the ``azure`` config section, plus the request instrumentation.
 
-Two clients share one credential: ``MonitorManagementClient`` (Metrics List) and a bare
-``AsyncARMPipelineClient`` for the handful of ARM GETs discovery needs (managed cluster, load balancers, NAT
+The clients share one credential: ``MonitorManagementClient`` (Metrics List, per resource), one
+``azure.monitor.querymetrics`` ``MetricsClient`` per region (``metrics:getBatch`` on the regional data plane), and a
+bare ``AsyncARMPipelineClient`` for the handful of ARM GETs discovery needs (managed cluster, load balancers, NAT
 gateways, subnets, public IP prefixes). azure-mgmt-network and azure-mgmt-containerservice are not used: they
 are tens of megabytes for four GETs whose few fields we read by hand.
 """
@@ -41,6 +42,7 @@ from azure.core.rest import HttpRequest
 from azure.mgmt.core import AsyncARMPipelineClient
 from azure.mgmt.core.policies import AsyncARMChallengeAuthenticationPolicy
 from azure.mgmt.monitor.aio import MonitorManagementClient
+from azure.monitor.querymetrics.aio import MetricsClient
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.registry import CollectorRegistry
 
@@ -63,6 +65,8 @@ _SCOPES = {
 }
 
 _RATELIMIT_PREFIX = "x-ms-ratelimit-remaining-"
+# 429 is ARM's throttling answer; 529 (ServerBusy) is the metrics data plane's.
+THROTTLED_STATUSES = ("429", "529")
 _WORKLOAD_IDENTITY_ENV = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_FEDERATED_TOKEN_FILE")
 
 
@@ -137,7 +141,7 @@ class RequestMetrics:
     def record(self, operation: str, status: str, seconds: float, headers: Mapping[str, str] | None) -> None:
         self.requests.labels(operation, status).inc()
         self.duration.labels(operation).observe(seconds)
-        if status == "429":
+        if status in THROTTLED_STATUSES:
             self.throttled.labels(operation).inc()
         for name, value in (headers or {}).items():
             lname = name.lower()
@@ -212,6 +216,7 @@ class AzureClients:
             and config.credential != "none"
         )
         scope = credential_scope(config.arm_endpoint)
+        self._batch: dict[str, MetricsClient] = {}
         common: dict[str, Any] = {
             "retry_policy": self._retry_policy(),
             "per_retry_policies": [_AttemptPolicy(self.request_metrics)],
@@ -261,6 +266,31 @@ class AzureClients:
     def call_options(self) -> dict[str, Any]:
         return {"enforce_https": False} if self._relax_https else {}
 
+    def batch_endpoint(self, region: str) -> str | None:
+        template = self.config.metrics_endpoint()
+        return None if template is None else template.replace("{region}", region)
+
+    def batch_call_options(self, endpoint: str) -> dict[str, Any]:
+        relax = endpoint.startswith("http://") and is_loopback_url(endpoint) and self.config.credential != "none"
+        return {"enforce_https": False} if relax else {}
+
+    def batch_client(self, endpoint: str) -> MetricsClient:
+        """The getBatch client of one regional endpoint (created on first use, kept for the process)."""
+        client = self._batch.get(endpoint)
+        if client is None:
+            kwargs: dict[str, Any] = {
+                "audience": self.config.metrics_audience(),
+                "retry_policy": self._retry_policy(),
+                "per_retry_policies": [_AttemptPolicy(self.request_metrics)],
+                "user_agent": USER_AGENT,
+                "connection_timeout": self.config.timeout,
+                "read_timeout": self.config.timeout,
+            }
+            if self.config.credential == "none":
+                kwargs["authentication_policy"] = _NoAuthentication()
+            client = self._batch[endpoint] = MetricsClient(endpoint, self.credential, **kwargs)
+        return client
+
     async def get_json(self, operation: str, path: str, api_version: str) -> Any:
         """One ARM GET (``path`` from the root, or a full nextLink URL) -> the decoded JSON body."""
         token = OPERATION.set(operation)
@@ -280,7 +310,9 @@ class AzureClients:
             OPERATION.reset(token)
 
     async def close(self) -> None:
-        for closer in (self.monitor.close, self.arm.close, self.credential.close):
+        batch = [c.close for c in self._batch.values()]
+        self._batch.clear()
+        for closer in (self.monitor.close, self.arm.close, *batch, self.credential.close):
             try:
                 await closer()
             except Exception:  # shutdown goes on
@@ -298,7 +330,7 @@ def error_reason(exc: BaseException) -> tuple[str, float | None]:
     if isinstance(exc, HttpResponseError):
         status = exc.status_code or 0
         retry_after = _retry_after(exc)
-        if status == 429:
+        if status in (429, 529):
             return "throttled", retry_after
         if status >= 500:
             return "http_5xx", retry_after

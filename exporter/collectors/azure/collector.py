@@ -1,4 +1,8 @@
-"""The Azure collector: discovery, then one Metrics List call per (resource, metric group), into a snapshot.
+"""The Azure collector: discovery, then the metric queries of this replica's shard, into a snapshot.
+
+Two ways to read the same metrics, with identical series: one ``metrics:getBatch`` call per (subscription, region,
+type, metric group) for up to ``batch_size`` resources (the data plane; Monitoring Reader on the subscription), or
+one Metrics List call per (resource, metric group) (ARM; the fallback when batch is refused, and ``batch: never``).
 
 A cycle never fails as a whole because one resource or one query does: each (resource, metric) keeps its last
 good values until ``max_age`` (its ``azure_metric_sample_age_seconds`` grows meanwhile), and only when every
@@ -8,11 +12,17 @@ query of the cycle fails does ``collect()`` raise, so the runner serves the last
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
+import os
 from collections import Counter as Tally
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from azure.core.exceptions import DecodeError, HttpResponseError
 
 from exporter.catalogue import Families
 from exporter.collectors.azure import metrics as m
@@ -27,7 +37,15 @@ from exporter.collectors.azure.client import (
 from exporter.collectors.azure.config import AzureConfig, ResourceId
 from exporter.collectors.azure.discovery import ClusterInfo, Discoverer, Discovery, Target
 from exporter.collectors.azure.ledger import Ledger
-from exporter.collectors.azure.parse import MetricResult, Point, format_timespan, merge_minutes, parse_response
+from exporter.collectors.azure.parse import (
+    MetricResult,
+    Point,
+    Series,
+    format_timespan,
+    merge_minutes,
+    parse_batch,
+    parse_response,
+)
 from exporter.collectors.azure.queries import (
     LOAD_BALANCERS,
     RESOURCE_TYPE_LABEL,
@@ -35,8 +53,10 @@ from exporter.collectors.azure.queries import (
     MetricQuery,
     plan,
 )
+from exporter.collectors.azure.shard import Shard, ShardError, resolve_shard
 from exporter.collectors.base import CollectError, CollectorContext
 from exporter.config import Config
+from exporter.settings import ConfigError
 from exporter.store import SampleTime, Snapshot
 
 log = logging.getLogger("snat_exporter.azure")
@@ -51,6 +71,14 @@ COUNTER_RETENTION = 3600.0
 CYCLE_SHARE = 0.85
 # Preferred reason when queries fail for different reasons: the one an operator must act on first.
 _REASON_ORDER = ("auth", "permission_denied", "throttled", "http_5xx", "timeout", "unreachable", "malformed")
+# After getBatch was refused (401/403), it is tried again this much later: a role assignment may have been added.
+BATCH_REPROBE = 3600.0
+# Statuses we retry a getBatch POST on ourselves: azure-core retries a POST only on 500/503/504 (or with a
+# Retry-After, which it honours itself). 529 is the data plane's "server busy".
+_BATCH_RETRY_STATUSES = frozenset({408, 429, 502, 529})
+BATCH_BACKOFF = 0.5  # seconds, doubled per try
+# Series estimates from the last cycle are scaled by this before packing a batch: estates grow between cycles.
+SERIES_HEADROOM = 1.1
 
 LabelKey = tuple[tuple[str, str], ...]
 
@@ -71,8 +99,59 @@ class QueryFailure:
     retry_after: float | None
 
 
+@dataclass(frozen=True)
+class BatchJob:
+    """One getBatch call: up to ``batch_size`` resources of one subscription, region and type, one metric group."""
+
+    endpoint: str
+    targets: tuple[Target, ...]
+    query: MetricQuery
+
+
+class _BatchRefused(Exception):
+    """getBatch answered 401/403: the credential lacks Monitoring Reader on the subscription."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class _SeriesLimit(Exception):
+    """getBatch refused the call for returning too many time series: split it."""
+
+
+Outcome = QueryFailure | None
+
+
 def _floor_minute(t: float) -> float:
     return math.floor(t / 60.0) * 60.0
+
+
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(int(t), tz=UTC)
+
+
+def _since(results: dict[str, MetricResult], start: float) -> dict[str, MetricResult]:
+    """Results without the minutes before ``start``: a batch shares one window, but each resource must see
+    exactly the minutes its own per-resource query would have returned."""
+    out = {}
+    for name, result in results.items():
+        if not result.ok or all(not s.points or s.points[0].timestamp >= start for s in result.series):
+            out[name] = result
+            continue
+        series = tuple(Series(s.dimensions, tuple(p for p in s.points if p.timestamp >= start)) for s in result.series)
+        out[name] = MetricResult(result.name, None, "", series)
+    return out
+
+
+def _batch_status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _has_retry_after(exc: HttpResponseError) -> bool:
+    headers: Any = getattr(exc.response, "headers", None) or {}
+    return any(str(k).lower() in ("retry-after", "retry-after-ms", "x-ms-retry-after-ms") for k in headers)
 
 
 class AzureCollector:
@@ -89,6 +168,15 @@ class AzureCollector:
         self.downward = m.DOWNWARD_REVISIONS.counter(registry)
         self.discovery_errors = m.DISCOVERY_ERRORS.counter(registry)
         self.watched = m.WATCHED_RESOURCES.gauge(registry)
+        self.batch_enabled = m.BATCH_ENABLED.gauge(registry)
+        self.batch_fallbacks = m.BATCH_FALLBACKS.counter(registry)
+        self.batch_splits = m.BATCH_SPLITS.counter(registry)
+        try:
+            self.shard: Shard = resolve_shard(self.cfg, os.environ.get("HOSTNAME"))
+        except ShardError as e:
+            raise ConfigError([("azure.shards", str(e))]) from None
+        m.SHARD_INDEX.gauge(registry).set(self.shard.index)
+        m.SHARDS.gauge(registry).set(self.shard.count)
         self._clients: AzureClients | None = None
         self._discovery: Discovery | None = None
         self._next_discovery = float("-inf")
@@ -100,6 +188,11 @@ class AzureCollector:
         self._failing_metrics: dict[tuple[ResourceId, str], str] = {}  # (resource, metric) -> errorCode
         self._logged_truncation: set[tuple[ResourceId, str]] = set()
         self._semaphore = asyncio.Semaphore(self.cfg.concurrency)
+        self._series_seen: dict[tuple[ResourceId, str], int] = {}  # (resource, metricnames) -> series last answer
+        self._batch_refused_until = float("-inf")
+        self._batch_refusal: str | None = None
+        self._logged_no_endpoint = False
+        self._logged_split: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -128,19 +221,236 @@ class AzureCollector:
             raise CollectError("auth", str(e)) from None
         now = self.clock()
         await self._maybe_discover(clients, now, deadline)
-        targets = self._targets()
+        targets = [t for t in self._targets() if self.shard.owns(t.resource.uri)]
         self._set_watched(targets)
         if not targets and self._discovery_failure is not None:
             f = self._discovery_failure
             raise CollectError(f.reason, f"discovery failed: {f.message}", retry_after=f.retry_after)
 
-        jobs = [(t, q) for t in targets for q in plan(t.resource.kind)]
-        outcomes = await asyncio.gather(*(self._run_query(clients, t, q, now, deadline) for t, q in jobs))
+        batched, single = self._split_paths(clients, targets, now)
+        self.batch_enabled.set(1 if batched else 0)
+        batch_jobs = self._batch_jobs(clients, batched)
+        jobs = [(t, q) for t in single for q in plan(t.resource.kind)]
+        results = await asyncio.gather(
+            *(self._run_query(clients, t, q, now, deadline) for t, q in jobs),
+            *(self._run_batch(clients, job, now, deadline) for job in batch_jobs),
+        )
+        outcomes: list[Outcome] = list(results[: len(jobs)])  # type: ignore[arg-type]
+        refused: list[tuple[Target, MetricQuery]] = []
+        for job, result in zip(batch_jobs, results[len(jobs) :], strict=True):
+            if isinstance(result, _BatchRefused):
+                refused.extend((t, job.query) for t in job.targets)
+            else:
+                outcomes.extend(result)  # type: ignore[arg-type]
+        if refused:  # the same cycle asks again per resource, so a refusal leaves no gap
+            self.batch_enabled.set(0)
+            outcomes.extend(await asyncio.gather(*(self._run_query(clients, t, q, now, deadline) for t, q in refused)))
         failures = [o for o in outcomes if o is not None]
-        if jobs and len(failures) == len(jobs):
+        if outcomes and len(failures) == len(outcomes):
             raise self._cycle_error(failures)
         self._forget_unwatched(targets)
         return self._snapshot(targets, now)
+
+    # ---------------------------------------------------------------------------------------- batch planning
+    def _split_paths(
+        self, clients: AzureClients, targets: list[Target], now: float
+    ) -> tuple[list[Target], list[Target]]:
+        """(targets read with getBatch, targets read per resource)."""
+        if self.cfg.batch == "never" or (self.cfg.batch == "auto" and now < self._batch_refused_until):
+            return [], targets
+        if self.cfg.metrics_endpoint() is None:
+            if not self._logged_no_endpoint:
+                self._logged_no_endpoint = True
+                log.warning(
+                    "no metrics data-plane endpoint is known for this cloud; set azure.batch_endpoint to use "
+                    "getBatch. Querying per resource meanwhile",
+                    extra={"arm_endpoint": self.cfg.arm_endpoint},
+                )
+            return [], targets
+        # A resource whose ARM object could not be read has no known region: only Metrics List can reach it.
+        return [t for t in targets if t.region], [t for t in targets if not t.region]
+
+    def _batch_jobs(self, clients: AzureClients, targets: list[Target]) -> list[BatchJob]:
+        groups: dict[tuple[str, str, str], list[Target]] = {}
+        for t in targets:
+            key = (t.resource.subscription_id.lower(), t.region or "", t.resource.kind)
+            groups.setdefault(key, []).append(t)
+        jobs: list[BatchJob] = []
+        for (_, region, kind), members in sorted(groups.items()):
+            endpoint = clients.batch_endpoint(region)
+            if endpoint is None:
+                continue  # _split_paths returned nothing to batch then
+            members.sort(key=lambda t: t.resource.uri.lower())
+            for query in plan(kind):
+                for chunk in self._chunks(members, query):
+                    jobs.append(BatchJob(endpoint, tuple(chunk), query))
+        return jobs
+
+    def _chunks(self, members: list[Target], query: MetricQuery) -> Iterator[list[Target]]:
+        """Consecutive runs of at most ``batch_size`` resources whose series, as counted in the last cycle, stay
+        under ``batch_series_limit``. A resource never answered yet is assumed as large as the largest known."""
+        known = [
+            self._series_seen[k] for k in ((t.resource, query.metricnames) for t in members) if k in self._series_seen
+        ]
+        default = max(known) if known else 0
+        limit = self.cfg.batch_series_limit
+        chunk: list[Target] = []
+        total = 0.0
+        for t in members:
+            estimate = self._series_seen.get((t.resource, query.metricnames), default) * SERIES_HEADROOM
+            if chunk and (len(chunk) >= self.cfg.batch_size or total + estimate > limit):
+                yield chunk
+                chunk, total = [], 0.0
+            chunk.append(t)
+            total += estimate
+        if chunk:
+            yield chunk
+
+    def _query_start(self, qkey: tuple[ResourceId, str], now: float) -> tuple[float, float]:
+        """(window start, the start to query from): a short failed stretch is back-filled from the last good start."""
+        window_start = _floor_minute(now - self.cfg.window)
+        start = window_start
+        previous = self._last_ok_start.get(qkey)
+        if previous is not None and previous < start:
+            start = max(previous, _floor_minute(now - BACKFILL_LIMIT))
+        return window_start, start
+
+    # ------------------------------------------------------------------------------------------ one batch
+    async def _run_batch(
+        self, clients: AzureClients, job: BatchJob, now: float, deadline: float
+    ) -> list[Outcome] | _BatchRefused:
+        query = job.query
+        starts = {t.resource: self._query_start((t.resource, query.metricnames), now) for t in job.targets}
+        start = min(s for _, s in starts.values())
+        try:
+            body = await self._post_batch(clients, job, start, now, deadline)
+            answers = parse_batch(body, query.aggregation)
+        except asyncio.CancelledError:
+            raise
+        except _BatchRefused as refusal:
+            return self._refused(refusal, now)
+        except _SeriesLimit:
+            if len(job.targets) == 1:
+                failure = QueryFailure("http_4xx", "one resource alone exceeds the batch series limit", None)
+                return self._fail_all(job, failure)
+            self._note_split(job)
+            half = len(job.targets) // 2
+            parts = await asyncio.gather(
+                self._run_batch(clients, BatchJob(job.endpoint, job.targets[:half], query), now, deadline),
+                self._run_batch(clients, BatchJob(job.endpoint, job.targets[half:], query), now, deadline),
+            )
+            if any(isinstance(p, _BatchRefused) for p in parts):
+                return next(p for p in parts if isinstance(p, _BatchRefused))
+            return [o for p in parts for o in p]  # type: ignore[union-attr]
+        except Exception as e:
+            reason, retry_after = error_reason(e)
+            return self._fail_all(job, QueryFailure(reason, describe(e), retry_after))
+        if self._batch_refusal is not None:
+            log.info("metrics:getBatch is allowed again; leaving per-resource queries")
+            self._batch_refusal = None
+        outcomes: list[Outcome] = []
+        for target in job.targets:
+            window_start, own_start = starts[target.resource]
+            results = answers.get(target.resource.uri.lower(), {})
+            if own_start > start:
+                results = _since(results, own_start)
+            self._accept(target, query, results, now, window_start)
+            outcomes.append(None)
+        return outcomes
+
+    async def _post_batch(self, clients: AzureClients, job: BatchJob, start: float, now: float, deadline: float) -> Any:
+        loop = asyncio.get_running_loop()
+        query = job.query
+        client = clients.batch_client(job.endpoint)
+        options = clients.batch_call_options(job.endpoint)
+        captured: dict[str, Any] = {}
+
+        def keep_response(pipeline_response: Any, _deserialized: Any, _headers: Any) -> dict[str, Any]:
+            captured["response"] = pipeline_response.http_response
+            return {"values": []}  # nothing for the SDK to build: parse_batch reads the JSON
+
+        attempt = 0
+        while True:
+            try:
+                async with self._semaphore:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        raise TimeoutError("cycle deadline reached")
+                    token = OPERATION.set("metrics_batch")
+                    try:
+                        await asyncio.wait_for(
+                            client.query_resources(
+                                resource_ids=[t.resource.uri for t in job.targets],
+                                metric_namespace=query.namespace,
+                                metric_names=list(query.names),
+                                timespan=(_utc(start), _utc(now)),
+                                granularity=timedelta(minutes=1),
+                                aggregations=[query.aggregation],
+                                max_results=self.cfg.top if query.filter else None,
+                                filter=query.filter,
+                                # The SDK would build a model object per data point, eagerly: most of a cycle's
+                                # CPU at a thousand resources. Streamed, it hands the answer over unread.
+                                stream=True,
+                                cls=keep_response,
+                                **options,
+                            ),
+                            min(self.cfg.timeout, remaining),
+                        )
+                        response = captured["response"]
+                        raw = await asyncio.wait_for(response.read(), max(0.001, deadline - loop.time()))
+                    finally:
+                        OPERATION.reset(token)
+                try:
+                    return json.loads(raw)
+                except ValueError as e:
+                    raise DecodeError("metrics:getBatch: the body is not JSON", response=response) from e
+            except HttpResponseError as e:
+                status = _batch_status(e)
+                if status in (401, 403) and self.cfg.batch == "auto":
+                    if status == 403 or e.response is not None:  # an HTTP answer, not a credential failure
+                        raise _BatchRefused("auth" if status == 401 else "permission_denied", describe(e)) from None
+                if status == 400 and "series" in str(e).lower() and len(job.targets) > 1:
+                    raise _SeriesLimit() from None
+                retryable = status is not None and (status in _BATCH_RETRY_STATUSES or status >= 506)
+                if not retryable or _has_retry_after(e) or attempt >= self.cfg.retries:
+                    raise
+                delay = min(BATCH_BACKOFF * 2**attempt, max(BATCH_BACKOFF, self.cfg.timeout / 4))
+                if loop.time() + delay >= deadline:
+                    raise
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    def _refused(self, refusal: _BatchRefused, now: float) -> _BatchRefused:
+        first = self._batch_refusal is None
+        if now >= self._batch_refused_until:
+            self.batch_fallbacks.labels(refusal.reason).inc()
+        self._batch_refused_until = now + BATCH_REPROBE
+        self._batch_refusal = refusal.reason
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "metrics:getBatch was refused; querying each resource with Metrics List instead (batch needs "
+            "Monitoring Reader on the subscription; tried again in an hour)",
+            extra={"reason": refusal.reason, "error": str(refusal)},
+        )
+        return refusal
+
+    def _fail_all(self, job: BatchJob, failure: QueryFailure) -> list[Outcome]:
+        for target in job.targets:
+            for mm in job.query.metrics:
+                self.metric_errors.labels(target.resource.name, mm.azure_name, failure.reason).inc()
+            self._note_failure((target.resource, job.query.metricnames), failure)
+        return [failure] * len(job.targets)
+
+    def _note_split(self, job: BatchJob) -> None:
+        self.batch_splits.inc()
+        key = (job.endpoint, job.query.metricnames)
+        if key not in self._logged_split:
+            self._logged_split.add(key)
+            log.info(
+                "a getBatch call would return too many time series; splitting it (sized from now on by the series "
+                "counted)",
+                extra={"metrics": job.query.metricnames, "resources": len(job.targets)},
+            )
 
     async def _maybe_discover(self, clients: AzureClients, now: float, deadline: float) -> None:
         if now < self._next_discovery:
@@ -210,11 +520,7 @@ class AzureCollector:
     ) -> QueryFailure | None:
         resource = target.resource
         qkey = (resource, query.metricnames)
-        window_start = _floor_minute(now - self.cfg.window)
-        start = window_start
-        previous = self._last_ok_start.get(qkey)
-        if previous is not None and previous < start:
-            start = max(previous, _floor_minute(now - BACKFILL_LIMIT))
+        window_start, start = self._query_start(qkey, now)
         try:
             async with self._semaphore:
                 remaining = deadline - asyncio.get_running_loop().time()
@@ -248,13 +554,22 @@ class AzureCollector:
                 self.metric_errors.labels(resource.name, mm.azure_name, reason).inc()
             self._note_failure(qkey, failure)
             return failure
+        self._accept(target, query, results, now, window_start)
+        return None
+
+    def _accept(
+        self, target: Target, query: MetricQuery, results: dict[str, MetricResult], now: float, window_start: float
+    ) -> None:
+        """One resource's good answer to one query, whichever path brought it."""
+        resource = target.resource
+        qkey = (resource, query.metricnames)
         self._last_ok_start[qkey] = window_start
+        self._series_seen[qkey] = sum(len(r.series) for r in results.values())
         if qkey in self._failing:
             log.info("query recovered", extra={"resource": resource.name, "metrics": query.metricnames})
             del self._failing[qkey]
         for mm in query.metrics:
             self._apply(target, query, mm, results.get(mm.azure_name.lower()), now, window_start)
-        return None
 
     def _note_failure(self, qkey: tuple[ResourceId, str], failure: QueryFailure) -> None:
         # Logged once per streak and reason: a resource failing every minute must not flood the log.
@@ -327,10 +642,8 @@ class AzureCollector:
                     self.downward.labels(resource.name, mm.azure_name).inc(obs.downward_revisions)
                 if pts:
                     newest.append(pts[-1].timestamp)
-            for lkey in self._ledger.keys():
-                res, metric, labels = lkey
-                if res != resource or metric != mm.azure_name:
-                    continue
+            for lkey in self._ledger.keys_of(resource, mm.azure_name):
+                labels = lkey[2]
                 last = self._ledger.last_seen(lkey)
                 total = self._ledger.total(lkey)
                 if last is None or total is None or last < now - COUNTER_RETENTION:
@@ -365,6 +678,8 @@ class AzureCollector:
             del self._cache[key]
         for qkey in [k for k in self._last_ok_start if k[0] not in watched]:
             del self._last_ok_start[qkey]
+        for qkey in [k for k in self._series_seen if k[0] not in watched]:
+            del self._series_seen[qkey]
         self._ledger.forget(
             k
             for k in self._ledger.keys()
@@ -378,7 +693,7 @@ class AzureCollector:
             if spec is not m.SAMPLE_AGE:  # rendered at scrape time from sample_times, as its own family
                 f.declare(spec)
         discovery = self._discovery
-        if discovery is not None and discovery.cluster is not None:
+        if discovery is not None and discovery.cluster is not None and self.shard.primary:
             self._add_cluster(f, discovery.cluster)
         ages: dict[LabelKey, float] = {}
         for target in targets:

@@ -86,6 +86,36 @@ class ClusterRef:
 
 
 CREDENTIALS = ("default", "workload_identity", "managed_identity", "environment", "none")
+BATCH_MODES = ("auto", "always", "never")
+MAX_BATCH_SIZE = 50
+# The metrics data plane of each cloud, by its ARM endpoint.
+_DATA_PLANE_SUFFIX = {
+    "https://management.azure.com": "azure.com",
+    "https://management.usgovcloudapi.net": "azure.us",
+    "https://management.chinacloudapi.cn": "azure.cn",
+}
+_SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def parse_shard(value: Any) -> str:
+    """``i/n`` with 0 <= i < n -> the same text, normalised."""
+    text = parse_str(value)
+    m = _SHARD_RE.match(text)
+    if not m:
+        raise ValueError(f"expected i/n (e.g. 0/4), got {text!r}")
+    index, count = int(m.group(1)), int(m.group(2))
+    if count < 1 or index >= count:
+        raise ValueError(f"expected 0 <= i < n, got {text!r}")
+    return f"{index}/{count}"
+
+
+def parse_endpoint_template(value: Any) -> str:
+    """An http(s) URL that may hold ``{region}`` in its host."""
+    text = parse_str(value).strip().rstrip("/")
+    if "{" in text.replace("{region}", ""):
+        raise ValueError(f"the only placeholder allowed is {{region}}, got {text!r}")
+    parse_url(text.replace("{region}", "region"))
+    return text
 
 
 @dataclass(frozen=True)
@@ -132,8 +162,66 @@ class AzureConfig:
         parse=parse_int(11, 100000),
     )
     retries: int = setting(
-        2, "Retries of a throttled (429) or failed (5xx) request within one cycle.", parse=parse_int(0, 10)
+        2, "Retries of a throttled (429, 529) or failed (5xx) request within one cycle.", parse=parse_int(0, 10)
     )
+    batch: str = setting(
+        "auto",
+        "Read metrics with the data-plane `metrics:getBatch` API (up to `batch_size` resources of one subscription, "
+        "region and type per call): `auto` uses it and falls back to per-resource Metrics List when Azure "
+        "refuses it (401/403: batch needs Monitoring Reader on the subscription; retried hourly), `always` never "
+        "falls back, "
+        "`never` always queries per resource.",
+        parse=parse_choice(*BATCH_MODES),
+    )
+    batch_endpoint: str | None = setting(
+        None,
+        "Metrics data-plane endpoint of getBatch; `{region}` becomes the resource's ARM `location`. Unset: derived "
+        "from `arm_endpoint` (`https://{region}.metrics.monitor.azure.com` for the public cloud, `.azure.us` / "
+        "`.azure.cn` for US Government / China, the simulator's own URL for a loopback simulator).",
+        parse=parse_endpoint_template,
+    )
+    batch_audience: str | None = setting(
+        None,
+        "Token audience of the metrics data plane (`/.default` is appended). Unset: derived like `batch_endpoint`.",
+        parse=parse_url,
+    )
+    batch_size: int = setting(
+        50, "Resources per getBatch call (Azure allows at most 50).", parse=parse_int(1, MAX_BATCH_SIZE)
+    )
+    batch_series_limit: int = setting(
+        500000,
+        "Time series one getBatch call may return (Azure's limit is 500,000); calls are made smaller when the "
+        "series counted in the last cycle say a full batch would exceed it.",
+        parse=parse_int(1, 500000),
+    )
+    shard: str | None = setting(
+        None,
+        "`i/n`: this replica queries the metrics of shard i (0-based) of n, split by a stable hash of the resource "
+        "ID; every replica still runs discovery. Unset with `shards` unset: one replica does everything.",
+        parse=parse_shard,
+    )
+    shards: int | None = setting(
+        None,
+        "Number of shards when `shard` is unset: this replica's index is the StatefulSet ordinal at the end of "
+        "`$HOSTNAME` (`snat-exporter-2` is shard 2).",
+        parse=parse_int(1, 1024),
+    )
+
+    def metrics_endpoint(self) -> str | None:
+        """The getBatch endpoint template: the setting, else derived from the ARM endpoint (None: unknown cloud)."""
+        if self.batch_endpoint is not None:
+            return self.batch_endpoint
+        arm = self.arm_endpoint.rstrip("/")
+        if arm.startswith("http://") and is_loopback_url(arm):
+            return arm  # the simulator serves getBatch at its base URL
+        suffix = _DATA_PLANE_SUFFIX.get(arm)
+        return None if suffix is None else "https://{region}.metrics.monitor." + suffix
+
+    def metrics_audience(self) -> str:
+        if self.batch_audience is not None:
+            return self.batch_audience
+        suffix = _DATA_PLANE_SUFFIX.get(self.arm_endpoint.rstrip("/"), "azure.com")
+        return "https://metrics.monitor." + suffix
 
     def validate(self) -> Iterator[tuple[str, str]]:
         if self.interval < 10:
@@ -146,6 +234,17 @@ class AzureConfig:
             yield "arm_endpoint", "plain http is only allowed to a loopback address (the simulator)"
         if self.credential == "none" and not (http and loopback):
             yield "credential", "`none` is only accepted with a loopback http arm_endpoint (the simulator)"
+        if self.batch != "never" and self.batch_endpoint is not None:
+            batch_url = self.batch_endpoint.replace("{region}", "region")
+            batch_http = batch_url.startswith("http://")
+            if batch_http and not is_loopback_url(batch_url):
+                yield "batch_endpoint", "plain http is only allowed to a loopback address (the simulator)"
+            if self.credential == "none" and not (batch_http and is_loopback_url(batch_url)):
+                yield "batch_endpoint", "with credential `none` it must be a loopback http URL (the simulator)"
+        if self.batch == "always" and self.metrics_endpoint() is None:
+            yield "batch_endpoint", "required with batch `always` when arm_endpoint is not a known cloud"
+        if self.shard is not None and self.shards is not None and int(self.shard.split("/")[1]) != self.shards:
+            yield "shards", f"contradicts shard {self.shard}; give one of them"
         if not self.enabled:
             return
         if self.cluster.name is None and not self.resources:

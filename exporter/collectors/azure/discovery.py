@@ -26,6 +26,9 @@ log = logging.getLogger("snat_exporter.azure.discovery")
 CONTAINER_SERVICE_API = "2024-10-01"
 NETWORK_API = "2024-05-01"
 AKS_LOAD_BALANCER = "kubernetes"
+# Explicit resources of one (subscription, resource group, type) are read with one list call from this many on:
+# a thousand explicit load balancers cost a page or two of ARM reads instead of a thousand GETs.
+LIST_FROM = 3
 NAT_OUTBOUND_TYPES = ("managedNATGateway", "managedNATGatewayV2")
 
 GetJson = Callable[[str, str, str], Awaitable[Any]]  # (operation, path, api-version) -> body
@@ -48,6 +51,12 @@ class Target:
     frontend_ips: int | None = None
     outbound_ports: int | None = None
     public_ips: int | None = None
+    location: str | None = None  # ARM region ("westeurope"); None when the ARM object could not be read
+
+    @property
+    def region(self) -> str | None:
+        """The region as the metrics data-plane host spells it (``{region}.metrics.monitor.azure.com``)."""
+        return self.location.replace(" ", "").lower() if self.location else None
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,11 @@ def resource_path(resource: ResourceId) -> str:
     return resource.uri
 
 
+def location(body: Any) -> str | None:
+    value = field(body, "location")
+    return value if isinstance(value, str) and value.strip() else None
+
+
 # ---------------------------------------------------------------------------------------------------- the I/O
 
 
@@ -154,8 +168,67 @@ class Discoverer:
         if self.cluster is not None and self.subscription_id is not None:
             info, found = await self._from_cluster(self.subscription_id, *self.cluster)
         known = {t.resource for t in found}
-        extra = await asyncio.gather(*(self._describe_explicit(r) for r in explicit if r not in known))
+        groups: dict[tuple[str, str, str], list[ResourceId]] = {}
+        for r in explicit:
+            if r not in known:
+                known.add(r)
+                groups.setdefault((r.subscription_id, r.resource_group.lower(), r.kind), []).append(r)
+        described = await asyncio.gather(*(self._describe_group(members) for members in groups.values()))
+        by_resource = {t.resource: t for targets in described for t in targets}
+        extra: list[Target] = []
+        for r in explicit:  # in the configured order, each once
+            target = by_resource.pop(r, None)
+            if target is not None:
+                extra.append(target)
         return Discovery(info, tuple(found) + tuple(extra))
+
+    async def _describe_group(self, members: list[ResourceId]) -> list[Target]:
+        if len(members) < LIST_FROM:
+            return list(await asyncio.gather(*(self._describe_explicit(r) for r in members)))
+        first = members[0]
+        path = (
+            f"/subscriptions/{first.subscription_id}/resourceGroups/{first.resource_group}"
+            f"/providers/Microsoft.Network/{first.kind}"
+        )
+        operation = "list_load_balancers" if first.kind == LOAD_BALANCERS else "list_nat_gateways"
+        try:
+            bodies = await self._list(operation, path)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # e.g. no read right on the group, only on each resource: one GET each
+            log.info(
+                "cannot list the resource group; reading each explicit resource instead",
+                extra={"path": path, "error": f"{type(e).__name__}: {str(e)[:200]}"},
+            )
+            return list(await asyncio.gather(*(self._describe_explicit(r) for r in members)))
+        by_name = {str(field(b, "name") or "").lower(): b for b in bodies}
+        out: list[Target] = []
+        for resource in members:
+            body = by_name.get(resource.name.lower())
+            if body is None:
+                log.warning(
+                    "an explicit resource is not in its resource group; its metrics are still queried",
+                    extra={"resource": resource.uri},
+                )
+                out.append(Target(resource))
+            elif resource.kind == LOAD_BALANCERS:
+                frontends, ports = lb_capacity(body)
+                out.append(Target(resource, frontend_ips=frontends, outbound_ports=ports, location=location(body)))
+            else:
+                out.append(await self._explicit_nat(resource, body))
+        return out
+
+    async def _explicit_nat(self, resource: ResourceId, body: Any) -> Target:
+        try:
+            return await self._nat_target(resource, body)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning(
+                "cannot read a NAT gateway's public IP prefixes; its metrics are still queried",
+                extra={"resource": resource.uri, "error": f"{type(e).__name__}: {str(e)[:200]}"},
+            )
+            return Target(resource, location=location(body))
 
     async def _from_cluster(self, sub: str, rg: str, name: str) -> tuple[ClusterInfo, list[Target]]:
         path = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters/{name}"
@@ -204,7 +277,7 @@ class Discoverer:
         for lb in chosen:
             resource = ResourceId(sub, node_rg, LOAD_BALANCERS, str(field(lb, "name")))
             frontends, ports = lb_capacity(lb)
-            out.append(Target(resource, frontend_ips=frontends, outbound_ports=ports))
+            out.append(Target(resource, frontend_ips=frontends, outbound_ports=ports, location=location(lb)))
         return out
 
     async def _nat_gateways_in(self, sub: str, node_rg: str) -> list[Target]:
@@ -234,14 +307,14 @@ class Discoverer:
         total = addresses
         for prefix in prefixes:
             total += prefix_size(await self._get("get_public_ip_prefix", prefix, NETWORK_API))
-        return Target(resource, public_ips=total)
+        return Target(resource, public_ips=total, location=location(body))
 
     async def _describe_explicit(self, resource: ResourceId) -> Target:
         try:
             if resource.kind == LOAD_BALANCERS:
                 body = await self._get("get_load_balancer", resource.uri, NETWORK_API)
                 frontends, ports = lb_capacity(body)
-                return Target(resource, frontend_ips=frontends, outbound_ports=ports)
+                return Target(resource, frontend_ips=frontends, outbound_ports=ports, location=location(body))
             body = await self._get("get_nat_gateway", resource.uri, NETWORK_API)
             return await self._nat_target(resource, body)
         except asyncio.CancelledError:

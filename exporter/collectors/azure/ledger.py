@@ -32,13 +32,23 @@ class Observation:
     downward_revisions: int
 
 
+def _group(key: Hashable) -> Hashable:
+    # Keys are (resource, metric, labels): grouping by the first two lets a cycle read one metric's series
+    # without scanning every series of every resource (quadratic at a thousand resources).
+    return key[:2] if isinstance(key, tuple) else key
+
+
 class Ledger:
     def __init__(self) -> None:
         self._series: dict[Hashable, SeriesLedger] = {}
+        self._groups: dict[Hashable, dict[Hashable, None]] = {}  # group -> its keys, in insertion order
 
     def observe(self, key: Hashable, points: Iterable[Point], window_start: float) -> Observation:
         """Count the valued minutes of one query window for one series."""
-        s = self._series.setdefault(key, SeriesLedger())
+        s = self._series.get(key)
+        if s is None:
+            s = self._series[key] = SeriesLedger()
+            self._groups.setdefault(_group(key), {})[key] = None
         added = 0.0
         downward = 0
         for p in points:
@@ -68,11 +78,21 @@ class Ledger:
     def keys(self) -> list[Any]:
         return list(self._series)
 
+    def keys_of(self, resource: Hashable, metric: Hashable) -> list[Any]:
+        """The keys ``(resource, metric, ...)`` of one metric of one resource."""
+        return list(self._groups.get((resource, metric), ()))
+
     def forget(self, keep: Iterable[Hashable]) -> None:
         """Drop every series not in ``keep`` (a resource no longer watched, a backend gone for long)."""
         wanted = set(keep)
         for key in [k for k in self._series if k not in wanted]:
             del self._series[key]
+            group = _group(key)
+            members = self._groups.get(group)
+            if members is not None:
+                members.pop(key, None)
+                if not members:
+                    del self._groups[group]
 
     def last_seen(self, key: Hashable) -> float | None:
         s = self._series.get(key)

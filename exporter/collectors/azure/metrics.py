@@ -145,8 +145,9 @@ SAMPLE_AGE = MetricSpec(
 REQUESTS = MetricSpec(
     "snat_exporter_azure_requests_total",
     "counter",
-    "HTTP requests to Azure (each retry counted) by operation and status (HTTP code, or timeout / unreachable / "
-    "auth / error when no response came back).",
+    "HTTP requests to Azure (each retry counted) by operation (metrics_list: per-resource Metrics List; "
+    "metrics_batch: metrics:getBatch; the ARM GETs of discovery) and status (HTTP code, or timeout / unreachable "
+    "/ auth / error when no response came back).",
     ("operation", "status"),
     _SRC,
 )
@@ -161,7 +162,7 @@ REQUEST_DURATION = MetricSpec(
 THROTTLED = MetricSpec(
     "snat_exporter_azure_throttled_requests_total",
     "counter",
-    "Requests Azure answered with HTTP 429 (throttled), by operation.",
+    "Requests Azure answered with HTTP 429 (ARM throttling) or 529 (metrics data plane busy), by operation.",
     ("operation",),
     _SRC,
 )
@@ -206,8 +207,47 @@ DISCOVERY_ERRORS = MetricSpec(
 WATCHED_RESOURCES = MetricSpec(
     "snat_exporter_azure_watched_resources",
     "gauge",
-    "Load balancers and NAT gateways the collector queries, by resource_type (explicit and discovered).",
+    "Load balancers and NAT gateways the collector queries, by resource_type (explicit and discovered; with "
+    "sharding, this replica's share).",
     ("resource_type",),
+    _SRC,
+)
+
+BATCH_ENABLED = MetricSpec(
+    "snat_exporter_azure_batch_enabled",
+    "gauge",
+    "1 while the last cycle read metrics with metrics:getBatch, 0 while it queried each resource with Metrics List "
+    "(batch: never, getBatch refused, or no resource with a known region).",
+    (),
+    _SRC,
+)
+BATCH_FALLBACKS = MetricSpec(
+    "snat_exporter_azure_batch_fallbacks_total",
+    "counter",
+    "Times metrics:getBatch was refused (401 auth / 403 permission_denied: it needs Monitoring Reader on the "
+    "subscription) and the collector fell back to per-resource Metrics List for an hour, by reason.",
+    ("reason",),
+    _SRC,
+)
+BATCH_SPLITS = MetricSpec(
+    "snat_exporter_azure_batch_splits_total",
+    "counter",
+    "getBatch calls Azure refused for returning too many time series, then split in two and asked again.",
+    (),
+    _SRC,
+)
+SHARD_INDEX = MetricSpec(
+    "snat_exporter_azure_shard_index",
+    "gauge",
+    "Index of the shard whose resources this replica queries (0-based; see snat_exporter_azure_shards).",
+    (),
+    _SRC,
+)
+SHARDS = MetricSpec(
+    "snat_exporter_azure_shards",
+    "gauge",
+    "Number of shards the Azure resources are split into (1: this replica queries them all).",
+    (),
     _SRC,
 )
 
@@ -241,4 +281,9 @@ SPECS = (
     DOWNWARD_REVISIONS,
     DISCOVERY_ERRORS,
     WATCHED_RESOURCES,
+    BATCH_ENABLED,
+    BATCH_FALLBACKS,
+    BATCH_SPLITS,
+    SHARD_INDEX,
+    SHARDS,
 )

@@ -7,7 +7,7 @@ matched case-insensitively; a minute without data comes back with no value field
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -118,6 +118,103 @@ def parse_response(response: Any, aggregation: str) -> dict[str, MetricResult]:
             raise MalformedResponse(f"{name}: timeseries is not a list")
         series = tuple(parse_series(el, aggregation) for el in timeseries)
         out[name.lower()] = MetricResult(name, None, "", series)
+    return out
+
+
+# ------------------------------------------------------------------------------------- raw JSON (getBatch)
+#
+# The batch answers are read from the JSON itself: the SDK's result models drop a metric's errorCode (a per-metric
+# failure would pass for "no series"), and building them is most of the CPU a large cycle costs.
+
+
+def _json_value(point: Mapping[str, Any], key: str, aggregation: str) -> float | None:
+    raw = point.get(key)
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise MalformedResponse(f"{aggregation} is not a number: {raw!r}")
+    value = float(raw)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise MalformedResponse(f"{aggregation} is not finite: {raw!r}")
+    return value
+
+
+def parse_series_json(element: Any, aggregation: str, stamps: dict[str, float]) -> Series:
+    """One timeseries element of the JSON; ``stamps`` caches timeStamp text -> Unix time across a whole answer
+    (every series of a window repeats the same few minutes)."""
+    if not isinstance(element, Mapping):
+        raise MalformedResponse("timeseries element is not an object")
+    dims = []
+    for md in element.get("metadatavalues") or ():
+        name = md.get("name") if isinstance(md, Mapping) else None
+        text = name.get("value") if isinstance(name, Mapping) else None
+        if not isinstance(text, str):
+            raise MalformedResponse("metadatavalue without a name")
+        value = md.get("value")
+        dims.append((text.strip().lower(), "" if value is None else str(value)))
+    key = aggregation.lower()
+    by_minute: dict[float, float] = {}
+    data = element.get("data") or ()
+    if not isinstance(data, list):
+        raise MalformedResponse("data is not a list")
+    for point in data:
+        if not isinstance(point, Mapping):
+            raise MalformedResponse("data point is not an object")
+        value = _json_value(point, key, aggregation)
+        if value is None:
+            continue  # an empty minute: missing, not 0
+        raw_ts = point.get("timeStamp")
+        ts = stamps.get(raw_ts) if isinstance(raw_ts, str) else None
+        if ts is None:
+            ts = _timestamp(raw_ts)
+            if isinstance(raw_ts, str):
+                stamps[raw_ts] = ts
+        by_minute[ts] = value
+    points = tuple(Point(ts, by_minute[ts]) for ts in sorted(by_minute))
+    return Series(tuple(sorted(dims)), points)
+
+
+def parse_metrics_json(
+    values: Any, aggregation: str, stamps: dict[str, float] | None = None
+) -> dict[str, MetricResult]:
+    """The ``value`` list of one resource (Metric objects) -> results keyed by lower-cased metric name, exactly as
+    :func:`parse_response` reads the same answer through the SDK models."""
+    if not isinstance(values, list):
+        raise MalformedResponse("response has no `value` list")
+    stamps = {} if stamps is None else stamps
+    out: dict[str, MetricResult] = {}
+    for metric in values:
+        if not isinstance(metric, Mapping):
+            raise MalformedResponse("metric is not an object")
+        name_obj = metric.get("name")
+        name = name_obj.get("value") if isinstance(name_obj, Mapping) else None
+        if not isinstance(name, str) or not name:
+            raise MalformedResponse("metric without name.value")
+        code = metric.get("errorCode")
+        if code is not None and str(code).lower() != SUCCESS:
+            out[name.lower()] = MetricResult(name, str(code), str(metric.get("errorMessage") or ""), ())
+            continue
+        timeseries = metric.get("timeseries") or []
+        if not isinstance(timeseries, list):
+            raise MalformedResponse(f"{name}: timeseries is not a list")
+        series = tuple(parse_series_json(el, aggregation, stamps) for el in timeseries)
+        out[name.lower()] = MetricResult(name, None, "", series)
+    return out
+
+
+def parse_batch(body: Any, aggregation: str) -> dict[str, dict[str, MetricResult]]:
+    """A getBatch answer -> per lower-cased resource ID, its metric results. Raises MalformedResponse."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("values"), list):
+        raise MalformedResponse("batch response has no `values` list")
+    stamps: dict[str, float] = {}
+    out: dict[str, dict[str, MetricResult]] = {}
+    for item in body["values"]:
+        if not isinstance(item, Mapping):
+            raise MalformedResponse("batch value is not an object")
+        rid = item.get("resourceid")
+        if not isinstance(rid, str) or not rid:
+            raise MalformedResponse("batch value without resourceid")
+        out[rid.strip().rstrip("/").lower()] = parse_metrics_json(item.get("value"), aggregation, stamps)
     return out
 
 

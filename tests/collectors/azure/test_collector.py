@@ -1,11 +1,13 @@
 """The Azure collector end to end: the real SDK over HTTP against the simulator, /metrics scraped over real HTTP.
 
 A FakeClock is shared by the simulator and the exporter, so "a minute later" is one ``clock.advance(60)`` and a
-``runner.run_once()``: no sleeps.
+``runner.run_once()``: no sleeps. Every rig test runs twice: per-resource Metrics List (``list``) and getBatch
+(``batch``); a fault written for ``operation="metrics"`` hits the metric queries of the path under test.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -40,6 +42,9 @@ class NodeTable:
         return None
 
 
+PATHS = {"list": ("never", "metrics", "metrics_list"), "batch": ("always", "batch", "metrics_batch")}
+
+
 @dataclass
 class Rig:
     exporter: Exporter
@@ -48,10 +53,22 @@ class Rig:
     url: str
     session: aiohttp.ClientSession
     clock: FakeClock
+    path: str = "list"
 
     @property
     def runner(self) -> Runner:
         return self.exporter.runners["azure"]
+
+    @property
+    def operation(self) -> str:
+        """The `operation` label of this path's metric requests."""
+        return PATHS[self.path][2]
+
+    def add_fault(self, fault: Fault) -> Fault:
+        """A fault on the metric queries of the path under test (operation "metrics" is rewritten for batch)."""
+        if fault.operation == "metrics":
+            fault = dataclasses.replace(fault, operation=PATHS[self.path][1])
+        return self.sim.add_fault(fault)
 
     async def text(self) -> str:
         async with self.session.get(self.url + "/metrics") as resp:
@@ -101,16 +118,22 @@ async def start_rig(
     return exporter, sim, scenario
 
 
+@pytest.fixture(params=sorted(PATHS))
+def query_path(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def rig_factory(clock: FakeClock) -> AsyncIterator[Any]:
+async def rig_factory(clock: FakeClock, query_path: str) -> AsyncIterator[Any]:
     made: list[tuple[Exporter, Any, aiohttp.ClientSession]] = []
 
     async def make(scenario_name: str, *, identity: Any = None, **overrides: str) -> Rig:
+        overrides.setdefault("batch", PATHS[query_path][0])
         exporter, sim, scenario = await start_rig(clock, scenario_name, identity=identity, **overrides)
         url = await exporter.start(host="127.0.0.1", port=0, background=False)
         session = aiohttp.ClientSession()
         made.append((exporter, sim, session))
-        return Rig(exporter, sim, scenario, url, session, clock)
+        return Rig(exporter, sim, scenario, url, session, clock, query_path)
 
     yield make
     for exporter, sim, session in made:
@@ -224,7 +247,7 @@ async def oracle_failed_total(rig: Rig, backend_ip: str, minutes: int) -> float:
 async def test_late_revisions_are_counted_exactly_once(rig_factory) -> None:
     rig = await rig_factory("exhaustion")
     exhausted = rig.scenario.nodes[2].ip
-    rig.sim.add_fault(Fault(kind="late_revisions", operation="metrics", minutes=4, fraction=0.25))
+    rig.add_fault(Fault(kind="late_revisions", operation="metrics", minutes=4, fraction=0.25))
     assert await rig.runner.run_once()
     for _ in range(3):
         assert await rig.step()
@@ -240,7 +263,7 @@ async def test_empty_minutes_are_not_zeros_and_the_last_value_ages(rig_factory) 
     assert await rig.runner.run_once()
     before = by_label(await rig.series("azure_lb_snat_ports_used", protocol="tcp"), "backend_ip")
     age_before = await rig.value("azure_metric_sample_age_seconds", metric="UsedSnatPorts")
-    rig.sim.add_fault(Fault(kind="empty_minutes", operation="metrics", minutes=None))
+    rig.add_fault(Fault(kind="empty_minutes", operation="metrics", minutes=None))
     assert await rig.step(2)
     after = by_label(await rig.series("azure_lb_snat_ports_used", protocol="tcp"), "backend_ip")
     assert after == before  # never 0: the last valued minute is still served...
@@ -248,7 +271,7 @@ async def test_empty_minutes_are_not_zeros_and_the_last_value_ages(rig_factory) 
     errors = await rig.series("snat_exporter_azure_metric_errors_total", metric="UsedSnatPorts", code="no_data")
     assert errors and errors[0][2] == 1
     rig.sim.clear_faults()
-    rig.sim.add_fault(Fault(kind="empty_minutes", operation="metrics", minutes=3))  # only the newest minutes
+    rig.add_fault(Fault(kind="empty_minutes", operation="metrics", minutes=3))  # only the newest minutes
     assert await rig.step()
     assert await rig.value("azure_metric_sample_age_seconds", metric="UsedSnatPorts") > age_before
     assert min(by_label(await rig.series("azure_lb_snat_ports_allocated"), "backend_ip").values()) > 0
@@ -304,18 +327,18 @@ async def test_a_failed_cycle_serves_the_last_good_values_and_counts_the_error(r
     rig = await rig_factory("exhaustion", timeout="1s")
     assert await rig.runner.run_once()
     good = by_label(await rig.series("azure_lb_snat_ports_used", protocol="tcp"), "backend_ip")
-    rig.sim.add_fault(fault)
+    rig.add_fault(fault)
     assert not await rig.step()
     assert by_label(await rig.series("azure_lb_snat_ports_used", protocol="tcp"), "backend_ip") == good
     assert await rig.value("snat_exporter_collector_errors_total", collector="azure", reason=reason) == 1
     assert await rig.value("snat_exporter_collector_stale", collector="azure") == 1
     assert await rig.value("snat_exporter_collector_success", collector="azure") == 0
     if fault.status == 429:
-        assert (await rig.series("snat_exporter_azure_throttled_requests_total", operation="metrics_list"))[0][2] >= 1
+        assert (await rig.series("snat_exporter_azure_throttled_requests_total", operation=rig.operation))[0][2] >= 1
     if fault.retry_after == 600:
         assert rig.runner.next_delay(0) == 600  # the runner waits instead of a cycle sleeping
         # a long Retry-After is not slept on: one try per query
-        assert await rig.value("snat_exporter_azure_requests_total", operation="metrics_list", status="429") == 4
+        assert await rig.value("snat_exporter_azure_requests_total", operation=rig.operation, status="429") == 4
     rig.sim.clear_faults()
     assert await rig.step()
     assert await rig.value("snat_exporter_collector_stale", collector="azure") == 0
@@ -323,10 +346,10 @@ async def test_a_failed_cycle_serves_the_last_good_values_and_counts_the_error(r
 
 async def test_a_short_retry_after_is_honoured_within_the_cycle(rig_factory) -> None:
     rig = await rig_factory("steady", timeout="5s")
-    rig.sim.add_fault(Fault(kind="status", operation="metrics", status=429, retry_after=1, times=1))
+    rig.add_fault(Fault(kind="status", operation="metrics", status=429, retry_after=1, times=1))
     assert await rig.runner.run_once()
-    assert await rig.value("snat_exporter_azure_requests_total", operation="metrics_list", status="429") == 1
-    assert await rig.value("snat_exporter_azure_throttled_requests_total", operation="metrics_list") == 1
+    assert await rig.value("snat_exporter_azure_requests_total", operation=rig.operation, status="429") == 1
+    assert await rig.value("snat_exporter_azure_throttled_requests_total", operation=rig.operation) == 1
     assert len(await rig.series("azure_lb_snat_ports_used")) == 120
 
 
@@ -334,7 +357,7 @@ async def test_per_metric_error_keeps_that_metric_and_serves_the_others_fresh(ri
     rig = await rig_factory("exhaustion")
     assert await rig.runner.run_once()
     used = await rig.series("azure_lb_snat_ports_used")
-    rig.sim.add_fault(Fault(kind="metric_error", operation="metrics", metric="UsedSnatPorts"))
+    rig.add_fault(Fault(kind="metric_error", operation="metrics", metric="UsedSnatPorts"))
     assert await rig.step()  # the cycle succeeds
     assert await rig.series("azure_lb_snat_ports_used") == used
     assert (
@@ -349,7 +372,7 @@ async def test_one_failing_query_does_not_stop_the_others(rig_factory) -> None:
     rig = await rig_factory("exhaustion", timeout="1s")
     assert await rig.runner.run_once()
     failed_before = await rig.series("azure_lb_snat_connections_total", state="failed")
-    rig.sim.add_fault(Fault(kind="status", operation="metrics", status=500, metric="SnatConnectionCount"))
+    rig.add_fault(Fault(kind="status", operation="metrics", status=500, metric="SnatConnectionCount"))
     assert await rig.step()
     assert await rig.series("azure_lb_snat_connections_total", state="failed") == failed_before  # held
     errors = await rig.series("snat_exporter_azure_metric_errors_total", metric="SnatConnectionCount")
@@ -365,7 +388,7 @@ async def test_one_failing_query_does_not_stop_the_others(rig_factory) -> None:
 async def test_failed_rediscovery_keeps_the_known_resources(rig_factory) -> None:
     rig = await rig_factory("steady", discovery_interval="2m")
     assert await rig.runner.run_once()
-    rig.sim.add_fault(Fault(kind="status", operation="arm", status=500))
+    rig.add_fault(Fault(kind="status", operation="arm", status=500))
     assert await rig.step(3)
     assert await rig.value("snat_exporter_azure_discovery_errors_total", reason="http_5xx") == 1
     assert len(await rig.series("azure_lb_snat_ports_used")) == 120
@@ -398,7 +421,7 @@ async def test_exposition_passes_promtool(rig_factory) -> None:
         pytest.fail("promtool is not installed (/usr/bin/promtool, Debian package prometheus)")
     rig = await rig_factory("exhaustion")
     assert await rig.runner.run_once()
-    rig.sim.add_fault(Fault(kind="metric_error", operation="metrics", metric="UsedSnatPorts"))
+    rig.add_fault(Fault(kind="metric_error", operation="metrics", metric="UsedSnatPorts"))
     assert await rig.step()
     text = await rig.text()
     assert "azure_lb_snat_connections_total" in text

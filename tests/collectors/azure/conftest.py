@@ -1,0 +1,3 @@
+from tests.collectors.azure.rigs import make_rig
+
+__all__ = ["make_rig"]
