@@ -17,14 +17,13 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import ProcessCollector, disable_created_metrics
-from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.registry import CollectorRegistry
 
 from exporter import __version__
 from exporter.collectors import COLLECTORS, factory_module
 from exporter.collectors.base import Collector, CollectorContext, Runner
 from exporter.config import Config
-from exporter.exposition import SnapshotCollector
+from exporter.exposition import HealthCollector, MetricsEndpoint
 from exporter.identity import Identity, NoIdentity
 from exporter.metrics import COLLECTOR_ERRORS, EXPOSITION_ERRORS
 from exporter.store import Store
@@ -53,7 +52,10 @@ class Exporter:
         self.errors = COLLECTOR_ERRORS.counter(self.registry)
         # The exporter's own RSS, CPU and open fds: what an SRE checks first when the exporter itself misbehaves.
         ProcessCollector(registry=self.registry)
-        self.registry.register(SnapshotCollector(self.store, EXPOSITION_ERRORS.counter(self.registry), clock=clock))
+        exposition_errors = EXPOSITION_ERRORS.counter(self.registry)
+        # The registry holds what changes every scrape; snapshots are rendered once and cached by the endpoint.
+        self.registry.register(HealthCollector(self.store, exposition_errors, clock=clock))
+        self.metrics = MetricsEndpoint(self.store, self.registry, exposition_errors, clock=clock)
         self.identity: Identity = NoIdentity()
         self.collectors: list[Collector] = collectors if collectors is not None else self._create_collectors()
         self.runners: dict[str, Runner] = {}
@@ -93,8 +95,7 @@ class Exporter:
         if self.web.headers:
             middlewares.append(headers_middleware(self.web.headers))
         app = web.Application(middlewares=middlewares)
-        metrics = make_aiohttp_handler(self.registry)
-        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/metrics", self.metrics.handle)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/", self._index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import platform
 import signal
@@ -140,11 +141,10 @@ async def test_a_collector_that_cannot_render_does_not_fail_the_scrape(running, 
     assert await exporter.runners["conntrack"].run_once()
     bad = SampleTime(AGE, (("pod", "undeclared label"),), clock())
     exporter.store.get("conntrack").snapshot = Snapshot(sample_times=(bad,))
-    async with session.get(url + "/metrics") as resp:
-        assert resp.status == 200
-    m = await scrape(session, url)  # the failure is counted during the first scrape, shown by the next
+    m = await scrape(session, url)  # answers 200 (scrape() checks) without the collector's block
     assert "snat_test_sample_age_seconds{pod=undeclared label}" not in m
-    assert m["snat_exporter_exposition_errors_total{collector=conntrack}"] == 1.0
+    assert "snat_test_value{node=n1}" not in m
+    assert m["snat_exporter_exposition_errors_total{collector=conntrack}"] == 1.0  # counted in the same scrape
     assert m[f"snat_exporter_build_info{{python={platform.python_version()},version=0.1.0}}"] == 1
 
 
@@ -186,3 +186,35 @@ def test_sigterm_exits_cleanly_within_seconds(tmp_path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert time.monotonic() - t0 < 5
+
+
+async def test_gzip_and_openmetrics_bodies_carry_the_same_series(running, clock) -> None:
+    exporter, fake, url, session = running
+    assert await exporter.runners["conntrack"].run_once()
+    plain = await scrape(session, url)
+    async with aiohttp.ClientSession(auto_decompress=False) as raw:
+        async with raw.get(url + "/metrics", headers={"Accept-Encoding": "gzip"}) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            zipped = parse(gzip.decompress(await resp.read()).decode())
+        headers = {"Accept-Encoding": "gzip", "Accept": "application/openmetrics-text"}
+        async with raw.get(url + "/metrics", headers=headers) as resp:
+            om = gzip.decompress(await resp.read()).decode()
+    assert om.endswith("# EOF\n") and om.count("# EOF") == 1
+    stable = {k: v for k, v in plain.items() if not k.startswith("process_")}
+    assert {k: v for k, v in zipped.items() if not k.startswith("process_")} == stable
+    assert "snat_test_value" in om and "snat_exporter_collector_success" in om
+
+
+async def test_a_snapshot_is_rendered_once_not_per_scrape(running, clock) -> None:
+    exporter, fake, url, session = running
+    assert await exporter.runners["conntrack"].run_once()
+    state = exporter.store.get("conntrack")
+    rendered = state.rendered
+    assert rendered is not None and rendered.source is state.snapshot  # rendered by the runner, ahead of scrapes
+    await scrape(session, url)
+    await scrape(session, url)
+    assert state.rendered is rendered
+    fake.value = 3.0
+    assert await exporter.runners["conntrack"].run_once()
+    assert state.rendered is not rendered
+    assert (await scrape(session, url))["snat_test_value{node=n1}"] == 3.0

@@ -17,8 +17,10 @@ from typing import Protocol
 from prometheus_client import Counter
 from prometheus_client.registry import CollectorRegistry
 
+from exporter.exposition import render_snapshot
 from exporter.identity import Identity
-from exporter.store import CollectorState, Snapshot
+from exporter.logs import redact
+from exporter.store import CollectorState, Rendered, Snapshot
 
 Clock = Callable[[], float]
 
@@ -103,11 +105,18 @@ class Runner:
             self._record_failure(reason, message, time.monotonic() - started)
             self._retry_after = exc.retry_after if isinstance(exc, CollectError) else None
             return False
+        try:
+            # Rendered off the event loop, once per snapshot, so that scrapes only join cached bytes.
+            rendered: Rendered | None = await asyncio.to_thread(render_snapshot, snapshot)
+        except Exception:  # the scrape renders it (and counts the failure) instead
+            self.log.exception("cannot render snapshot", extra={"collector": self.collector.name})
+            rendered = None
         state.last_duration = time.monotonic() - started
         state.last_ok = True
         state.last_error = None
         state.last_success_at = self.clock()
         state.snapshot = snapshot
+        state.rendered = rendered
         if self._failing_reason is not None:
             self.log.info(
                 "collector recovered",
@@ -122,7 +131,8 @@ class Runner:
         state = self.state
         state.last_duration = duration
         state.last_ok = False
-        state.last_error = f"{reason}: {message}"
+        # Shown on the landing page, which the log formatter's scrubbing does not cover.
+        state.last_error = redact(f"{reason}: {message}")
         state.consecutive_failures += 1
         self.errors.labels(self.collector.name, reason).inc()
         # Logged once per streak of the same fault: a collector failing every 15 s must not flood the log.
