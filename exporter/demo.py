@@ -23,14 +23,11 @@ log = logging.getLogger("snat_exporter.demo")
 
 
 def demo_config(scenario: Scenario, simulator_url: str, listen: str, kubeconfig: str | None) -> Config:
+    from exporter.simulator import exporter_settings
+
     overrides: dict[str, object] = {
         "listen": listen,
-        "azure.enabled": "true",
-        "azure.arm_endpoint": simulator_url,
-        "azure.credential": "none",
-        "azure.subscription_id": scenario.subscription_id,
-        "azure.cluster.resource_group": scenario.cluster.resource_group,
-        "azure.cluster.name": scenario.cluster.name,
+        **exporter_settings(scenario, simulator_url),
         # Shorter than production's 60 s so that the demo moves while you watch.
         "azure.interval": "15s",
     }
@@ -39,21 +36,9 @@ def demo_config(scenario: Scenario, simulator_url: str, listen: str, kubeconfig:
     return load_config(None, environ={}, overrides=overrides)
 
 
-def write_kubeconfig(directory: Path, server_url: str) -> str:
-    path = directory / "kubeconfig"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\n"
-        f"clusters: [{{name: demo, cluster: {{server: '{server_url}'}}}}]\n"
-        "users: [{name: demo, user: {token: demo}}]\n"
-        "contexts: [{name: demo, context: {cluster: demo, user: demo}}]\n"
-        "current-context: demo\n"
-    )
-    return str(path)
-
-
 async def _run(scenario_name: str, host: str, port: int) -> int:
     from exporter.simulator import Simulator, load_scenario
-    from exporter.simulator.kubeapi import KubeApiServer, nodes_from_scenario
+    from exporter.simulator.kubeapi import KubeApiServer, nodes_from_scenario, write_kubeconfig
 
     signals = SignalWaiter()
     scenario = load_scenario(scenario_name)
@@ -62,7 +47,7 @@ async def _run(scenario_name: str, host: str, port: int) -> int:
     kube = KubeApiServer()
     kube.add(*nodes_from_scenario(scenario.nodes))
     with tempfile.TemporaryDirectory(prefix="snat-demo-") as tmp:
-        kubeconfig = write_kubeconfig(Path(tmp), await kube.start("127.0.0.1", 0))
+        kubeconfig = str(write_kubeconfig(Path(tmp) / "kubeconfig", await kube.start("127.0.0.1", 0)))
         exporter = Exporter(demo_config(scenario, sim_url, f"{host}:{port}", kubeconfig))
         try:
             url = await exporter.start()

@@ -5,6 +5,7 @@ Production modules never import this package; the exporter reaches it only throu
 
 from __future__ import annotations
 
+from exporter.simulator.cli import exporter_settings
 from exporter.simulator.faults import Fault
 from exporter.simulator.scenario import (
     AgentPool,
@@ -39,5 +40,6 @@ __all__ = [
     "Simulator",
     "builtin_scenarios",
     "default_ports_per_backend",
+    "exporter_settings",
     "load_scenario",
 ]

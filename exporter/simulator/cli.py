@@ -13,15 +13,29 @@ from exporter.simulator.scenario import Scenario, ScenarioError, builtin_scenari
 from exporter.simulator.server import Simulator
 
 
+def exporter_settings(scenario: Scenario, url: str) -> dict[str, str]:
+    """The exporter settings (dotted paths, as `--set` takes them) that point it at this simulator, the way a
+    real config points it at Azure: discovery from the scenario's cluster, no credential over loopback http."""
+    return {
+        "azure.enabled": "true",
+        "azure.subscription_id": scenario.subscription_id,
+        "azure.arm_endpoint": url,
+        "azure.credential": "none",
+        "azure.cluster.resource_group": scenario.cluster.resource_group,
+        "azure.cluster.name": scenario.cluster.name,
+    }
+
+
 def config_snippet(scenario: Scenario, url: str) -> str:
-    """The exporter config that points at this simulator, as the real-Azure config would point at Azure."""
+    """The same settings as an exporter config file."""
+    s = exporter_settings(scenario, url)
     return (
         "azure:\n"
-        "  enabled: true\n"
-        f"  subscription_id: {scenario.subscription_id}\n"
-        f"  arm_endpoint: {url}\n"
-        "  credential: none\n"
-        f"  cluster: {{resource_group: {scenario.cluster.resource_group}, name: {scenario.cluster.name}}}\n"
+        f"  enabled: {s['azure.enabled']}\n"
+        f"  subscription_id: {s['azure.subscription_id']}\n"
+        f"  arm_endpoint: {s['azure.arm_endpoint']}\n"
+        f"  credential: {s['azure.credential']}\n"
+        f"  cluster: {{resource_group: {s['azure.cluster.resource_group']}, name: {s['azure.cluster.name']}}}\n"
     )
 
 

@@ -23,8 +23,10 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
+import yaml
 from aiohttp import web
 
 RESOURCES = {"nodes": ("Node", False), "pods": ("Pod", True)}  # resource -> (kind, namespaced)
@@ -125,6 +127,23 @@ def pod_object(
     if host_network:
         spec["hostNetwork"] = True
     return {"kind": "Pod", "apiVersion": "v1", "metadata": meta, "spec": spec, "status": status}
+
+
+def write_kubeconfig(path: Path, url: str) -> Path:
+    """A kubeconfig file that points the real client at this fake server (any token is accepted)."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "sim", "cluster": {"server": url}}],
+                "users": [{"name": "exporter", "user": {"token": "not-a-secret"}}],
+                "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "exporter"}}],
+                "current-context": "sim",
+            }
+        )
+    )
+    return path
 
 
 def nodes_from_scenario(nodes: Iterable[ScenarioNode]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from exporter.diagnose.capacity import LB_PORTS_PER_IP, NATGW_PORTS_PER_IP, default_allocation
 from exporter.simulator.faults import Fault, fault_from_mapping
 
 OUTBOUND_TYPES = (
@@ -32,9 +33,8 @@ OUTBOUND_TYPES = (
 NAT_OUTBOUND = ("managedNATGateway", "managedNATGatewayV2", "userAssignedNATGateway")
 
 # Default SNAT ports per backend instance and per frontend IP, by backend pool size (Azure LB outbound docs).
-_DEFAULT_PORT_TABLE = ((50, 1024), (100, 512), (200, 256), (400, 128), (800, 64), (1000, 32))
-PORTS_PER_LB_FRONTEND = 64000
-PORTS_PER_NAT_IP = 64512
+PORTS_PER_LB_FRONTEND = LB_PORTS_PER_IP
+PORTS_PER_NAT_IP = NATGW_PORTS_PER_IP
 
 # Public addresses come from 198.18.0.0/15 (RFC 2544, benchmarking): never routable, and large enough for
 # thousands of simulated frontends.
@@ -53,13 +53,12 @@ class ScenarioError(ValueError):
 
 
 def default_ports_per_backend(pool_size: int, frontends: int) -> int:
-    """The allocation Azure makes when allocatedOutboundPorts is 0: MIN(table(pool size) x frontend IPs, 1024)."""
-    per_ip = 0
-    for limit, ports in _DEFAULT_PORT_TABLE:
-        if pool_size <= limit:
-            per_ip = ports
-            break
-    return min(per_ip * max(frontends, 1), 1024)
+    """The allocation Azure makes when allocatedOutboundPorts is 0: MIN(table(pool size) x frontend IPs, 1024).
+    Beyond the table's 1,000 instances there is no default allocation: 0."""
+    try:
+        return default_allocation(max(pool_size, 1), max(frontends, 1))
+    except ValueError:
+        return 0
 
 
 def stable_fraction(*parts: object) -> float:

@@ -11,26 +11,14 @@ import pytest
 from exporter.cli import main
 from exporter.diagnose.report import SCHEMA_PATH
 from exporter.simulator import Simulator, load_scenario
-from exporter.simulator.kubeapi import KubeApiServer, nodes_from_scenario
+from exporter.simulator.cli import config_snippet
+from exporter.simulator.kubeapi import KubeApiServer, nodes_from_scenario, write_kubeconfig
 
 
 def write_config(tmp_path: Path, scenario, sim_url: str, kube_url: str | None = None) -> Path:
-    text = (
-        "azure:\n"
-        "  enabled: true\n"
-        f"  arm_endpoint: {sim_url}\n"
-        "  credential: none\n"
-        f"  subscription_id: {scenario.subscription_id}\n"
-        f"  cluster: {{resource_group: {scenario.cluster.resource_group}, name: {scenario.cluster.name}}}\n"
-    )
+    text = config_snippet(scenario, sim_url)
     if kube_url:
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\n"
-            f"clusters: [{{name: t, cluster: {{server: '{kube_url}'}}}}]\n"
-            "users: [{name: t, user: {token: t}}]\n"
-            "contexts: [{name: t, context: {cluster: t, user: t}}]\ncurrent-context: t\n"
-        )
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube_url)
         text += f"kubernetes:\n  enabled: true\n  kubeconfig: {kubeconfig}\n"
     path = tmp_path / "exporter.yaml"
     path.write_text(text)

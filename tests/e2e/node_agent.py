@@ -19,8 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from exporter.demo import write_kubeconfig
-from exporter.simulator.kubeapi import KubeApiServer, pod_object
+from exporter.simulator.kubeapi import KubeApiServer, pod_object, write_kubeconfig
 from tests.e2e.stack import wait_for
 from tests.netns.lab import INET_IPS, POD_IPS, PYTHON, Lab, require_root
 
@@ -109,7 +108,7 @@ async def start_node_agent(tmp: Path, session: aiohttp.ClientSession, node: str)
         kube_url = await api.start(lab.uplink_root_ip, 0)
         directory = tmp / "kube-node-agent"
         directory.mkdir()
-        kubeconfig = write_kubeconfig(directory, kube_url)
+        kubeconfig = str(write_kubeconfig(directory / "kubeconfig", kube_url))
         await asyncio.to_thread(_open_flows, lab)
         settings = {
             "conntrack.enabled": "true",

@@ -26,7 +26,6 @@ import yaml
 from aiohttp import web
 
 from exporter.config import load_config
-from exporter.demo import write_kubeconfig
 from exporter.server import Exporter
 from tests.conftest import ROOT, FakeClock
 
@@ -261,22 +260,14 @@ class Stack:
 async def start_exporter(tmp: Path, clock: FakeClock, scenario_name: str, *, kube: bool) -> tuple[Target, list[Any]]:
     """An exporter on the scenario's simulator (and on a Kubernetes API server with its nodes, for the node label).
     Returns the target and what to stop afterwards."""
-    from exporter.simulator import Simulator, load_scenario
-    from exporter.simulator.kubeapi import KubeApiServer, scenario_nodes
+    from exporter.simulator import Simulator, exporter_settings, load_scenario
+    from exporter.simulator.kubeapi import KubeApiServer, scenario_nodes, write_kubeconfig
 
     scenario = load_scenario(scenario_name)
     sim = Simulator(scenario, clock=clock)
     sim_url = await sim.start("127.0.0.1", 0)
     stoppable: list[Any] = [sim]
-    overrides = {
-        "azure.enabled": "true",
-        "azure.arm_endpoint": sim_url,
-        "azure.credential": "none",
-        "azure.subscription_id": scenario.subscription_id,
-        "azure.cluster.resource_group": scenario.cluster.resource_group,
-        "azure.cluster.name": scenario.cluster.name,
-        "azure.timeout": "5s",
-    }
+    overrides = {**exporter_settings(scenario, sim_url), "azure.timeout": "5s"}
     if kube:
         api = KubeApiServer()
         api.add(*scenario_nodes(scenario_name))
@@ -284,7 +275,12 @@ async def start_exporter(tmp: Path, clock: FakeClock, scenario_name: str, *, kub
         stoppable.append(api)
         directory = tmp / f"kube-{scenario_name}"
         directory.mkdir()
-        overrides.update({"kubernetes.enabled": "true", "kubernetes.kubeconfig": write_kubeconfig(directory, kube_url)})
+        overrides.update(
+            {
+                "kubernetes.enabled": "true",
+                "kubernetes.kubeconfig": str(write_kubeconfig(directory / "kubeconfig", kube_url)),
+            }
+        )
     exporter = Exporter(load_config(None, environ={}, overrides=overrides), clock=clock)
     url = await exporter.start(host="127.0.0.1", port=0, background=False)
     stoppable.insert(0, exporter)

@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry
 
 from exporter.collectors.base import CollectorContext
 from exporter.collectors.kube.collector import KubeCollector
 from exporter.config import load_config
 from exporter.identity import NoIdentity
-from exporter.simulator.kubeapi import KubeApiServer
+from exporter.simulator.kubeapi import KubeApiServer, write_kubeconfig
 from tests.conftest import FakeClock
 
 T = TypeVar("T")
@@ -38,22 +37,6 @@ async def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 5
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.005)
-
-
-def write_kubeconfig(path: Path, url: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "sim", "cluster": {"server": url}}],
-                "users": [{"name": "exporter", "user": {"token": "not-a-secret"}}],
-                "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "exporter"}}],
-                "current-context": "sim",
-            }
-        )
-    )
-    return path
 
 
 @pytest.fixture

@@ -14,9 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import load_config
 from exporter.server import Exporter
-from exporter.simulator import Simulator, load_scenario
-from exporter.simulator.kubeapi import KubeApiServer, nodes_from_scenario
-from tests.collectors.kube.conftest import write_kubeconfig
+from exporter.simulator import Simulator, exporter_settings, load_scenario
+from exporter.simulator.kubeapi import KubeApiServer, nodes_from_scenario, write_kubeconfig
 from tests.conftest import FakeClock
 
 
@@ -31,12 +30,7 @@ async def test_every_lb_series_of_the_60_node_cluster_names_its_node(
     settings = {
         "kubernetes.enabled": "true",
         "kubernetes.kubeconfig": str(write_kubeconfig(tmp_path / "kubeconfig", kubeapi.url)),
-        "azure.enabled": "true",
-        "azure.arm_endpoint": sim_url,
-        "azure.credential": "none",
-        "azure.subscription_id": scenario.subscription_id,
-        "azure.cluster.resource_group": scenario.cluster.resource_group,
-        "azure.cluster.name": scenario.cluster.name,
+        **exporter_settings(scenario, sim_url),
         "azure.timeout": "5s",
     }
     exporter = Exporter(load_config(None, environ={}, overrides=settings), clock=clock)

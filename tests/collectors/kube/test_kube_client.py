@@ -19,8 +19,8 @@ from exporter.config import load_config
 from exporter.identity import NoIdentity
 from exporter.server import Exporter
 from exporter.settings import ConfigError
-from exporter.simulator.kubeapi import KubeApiServer, node_object, pod_object
-from tests.collectors.kube.conftest import must, write_kubeconfig
+from exporter.simulator.kubeapi import KubeApiServer, node_object, pod_object, write_kubeconfig
+from tests.collectors.kube.conftest import must
 
 
 def test_in_cluster_config_uses_the_service_account_in_its_own_configuration(tmp_path: Path) -> None:
