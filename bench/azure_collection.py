@@ -20,6 +20,10 @@ print = functools.partial(print, flush=True)
 
 LATENCY = 0.2
 INTERVAL_MINUTES = 1.0  # the production default `azure.interval: 60s`: calls per cycle = calls per minute
+# The exporter runs cycles back to back (interval 10s) to measure them quickly; with the secondary groups every
+# 5th cycle, as `secondary_interval: 5m` at `interval: 60s` does. Calls per minute at 60s are then the mean calls
+# per cycle over 5 consecutive cycles (one of which asks the secondary groups).
+SECONDARY_EVERY = 5
 
 
 @dataclass
@@ -27,6 +31,7 @@ class Result:
     path: str
     resources: int
     cycle_s: float
+    max_cycle_s: float
     calls: float
     cpu_s: float
     rss_mb: float
@@ -39,11 +44,19 @@ class Result:
 
 
 def run(lbs: int, nats: int, path: str, cycles: int, concurrency: int) -> Result:
+    """``cycles`` == SECONDARY_EVERY: the secondary groups every 5th cycle, calls the mean over the cycles. Fewer
+    cycles (the slow per-resource path): every group every cycle, the baseline of one call per resource per group."""
     data = estate(lbs, nats, latency=LATENCY)
+    secondary = f"{10 * SECONDARY_EVERY}s" if cycles >= SECONDARY_EVERY else "10s"
     with (
         simulator(data) as sim,
         exporter(
-            data, sim.url, batch="always" if path == "batch" else "never", concurrency=concurrency, timeout="600s"
+            data,
+            sim.url,
+            batch="always" if path == "batch" else "never",
+            concurrency=concurrency,
+            timeout="600s",
+            secondary_interval=secondary,
         ) as exp,
     ):
         measured: list[Cycle] = measure_cycles(exp, cycles, timeout=900)
@@ -52,7 +65,8 @@ def run(lbs: int, nats: int, path: str, cycles: int, concurrency: int) -> Result
         path,
         lbs + nats,
         statistics.median(c.seconds for c in measured),
-        statistics.median(c.calls for c in measured),
+        max(c.seconds for c in measured),
+        statistics.mean(c.calls for c in measured),
         statistics.median(c.cpu for c in measured),
         rss,
         peak,
@@ -62,12 +76,12 @@ def run(lbs: int, nats: int, path: str, cycles: int, concurrency: int) -> Result
 
 def table(results: list[Result]) -> str:
     lines = [
-        f"{'path':<13}{'resources':>10}{'cycle s':>9}{'calls':>8}{'calls/res/min':>15}{'CPU s':>8}{'RSS MB':>8}"
+        f"{'path':<13}{'resources':>10}{'cycle s':>9}{'max s':>8}{'calls':>8}{'calls/res/min':>15}{'CPU s':>8}{'RSS MB':>8}"
         f"{'peak MB':>9}{'series':>8}"
     ]
     for r in results:
         lines.append(
-            f"{r.path:<13}{r.resources:>10}{r.cycle_s:>9.2f}{r.calls:>8.0f}{r.calls_per_resource_minute:>15.3f}"
+            f"{r.path:<13}{r.resources:>10}{r.cycle_s:>9.2f}{r.max_cycle_s:>8.2f}{r.calls:>8.1f}{r.calls_per_resource_minute:>15.3f}"
             f"{r.cpu_s:>8.2f}{r.rss_mb:>8.0f}{r.peak_mb:>9.0f}{r.series:>8}"
         )
     return "\n".join(lines)
@@ -79,10 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="azure.concurrency of the exporter")
     args = parser.parse_args(argv)
     lbs, nats = (100, 20) if args.quick else (1000, 200)
-    cycles = 2 if args.quick else 3
+    cycles = SECONDARY_EVERY
 
     print(f"== 1. Azure collection: {lbs} LBs x 10 backends + {nats} NAT gateways, {LATENCY * 1000:.0f} ms per answer")
-    big = [run(lbs, nats, "batch", cycles, args.concurrency), run(lbs, nats, "per-resource", 1, args.concurrency)]
+    big = []
+    for path, n in (("batch", cycles), ("per-resource", 1)):
+        big.append(run(lbs, nats, path, n, args.concurrency))
+        print(table(big[-1:]), flush=True)  # each row as soon as it is measured: the full run takes long
     print(table(big), flush=True)
     batch, single = big
     print(
@@ -95,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "(the simulator's bucket is on; 429s are retried inside the cycle)"
     )
     targets = [
-        ("cycle < 30 s (batch)", batch.cycle_s < 30),
+        ("cycle < 30 s (batch, the slowest measured cycle)", batch.max_cycle_s < 30),
         ("<= 0.05 calls per resource per minute (batch, interval 60 s)", batch.calls_per_resource_minute <= 0.05),
         (">= 20x fewer calls than per resource", single.calls / batch.calls >= 20),
         ("RSS < 150 MB (batch)", batch.rss_mb < 150),
@@ -109,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in sizes:
         g_nats = max(1, size // 6)
         for path in ("batch", "per-resource"):
-            growth.append(run(size - g_nats, g_nats, path, 2 if path == "batch" else 1, args.concurrency))
+            growth.append(run(size - g_nats, g_nats, path, cycles if path == "batch" else 1, args.concurrency))
     print(table(growth), flush=True)
     for path in ("batch", "per-resource"):
         rows = [r for r in growth if r.path == path]

@@ -365,8 +365,11 @@ def describe(exc: BaseException) -> str:
     """A short, secret-free description of an Azure failure for logs and the landing page."""
     if isinstance(exc, HttpResponseError):
         code = getattr(getattr(exc, "error", None), "code", None)
-        text = f"HTTP {exc.status_code}" + (f" {code}" if code else "")
-        return text
+        status = exc.status_code
+        # Credential failures, bodies cut off mid-way and answers that are not JSON are HttpResponseErrors too,
+        # with no status or a 200: "HTTP None" would hide what broke, so they fall through to their type.
+        if code or (status is not None and status >= 400):
+            return f"HTTP {status}" + (f" {code}" if code else "")
     if isinstance(exc, TimeoutError):
         return "deadline exceeded"
     message = str(exc).splitlines()[0] if str(exc) else ""

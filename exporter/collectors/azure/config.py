@@ -129,6 +129,19 @@ class AzureConfig:
     window: float = setting(
         600.0, "Trailing window queried each cycle; Azure data lags 2-10 minutes, the newest valued minute wins."
     )
+    revision_window: float = setting(
+        300.0,
+        "After the first good answer, each cycle queries only from the oldest of the newest valued minutes it "
+        "already has, less this much (Azure fills in and revises the newest few minutes), instead of the whole "
+        "`window`: fewer points to fetch and parse. A minute Azure revises later than this is not re-counted.",
+    )
+    secondary_interval: float = setting(
+        300.0,
+        "How often the secondary metric groups are queried (load balancer data path / health probe availability, "
+        "NAT gateway bytes, packets, dropped packets and datapath availability), rounded to a whole number of "
+        "cycles; SNAT ports and connections are queried every cycle. Their series keep their last values in "
+        "between (`azure_metric_sample_age_seconds` shows it). Set it to `interval` to query everything every cycle.",
+    )
     subscription_id: str | None = setting(
         None, "Subscription of the AKS cluster; required with `cluster`.", parse=parse_uuid
     )
@@ -228,6 +241,13 @@ class AzureConfig:
             yield "interval", "must be at least 10s (Azure Monitor has a 1-minute grain)"
         if self.window < 120:
             yield "window", "must be at least 2m"
+        if self.revision_window >= self.window:
+            yield "revision_window", "must be shorter than `window`"
+        if self.secondary_interval >= self.max_age:
+            yield (
+                "secondary_interval",
+                "must be shorter than `max_age`, or the secondary series would expire between queries",
+            )
         http = self.arm_endpoint.startswith("http://")
         loopback = is_loopback_url(self.arm_endpoint)
         if http and not loopback:

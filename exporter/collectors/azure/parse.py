@@ -7,10 +7,11 @@ matched case-insensitively; a minute without data comes back with no value field
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple, TypeGuard
 
 SUCCESS = "success"
 
@@ -19,8 +20,8 @@ class MalformedResponse(ValueError):
     """The answer does not have the shape of a Metrics List response."""
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
+    # A tuple, not a dataclass: a large cycle builds hundreds of thousands of them.
     timestamp: float  # Unix time of the start of the minute
     value: float
 
@@ -139,39 +140,62 @@ def _json_value(point: Mapping[str, Any], key: str, aggregation: str) -> float |
     return value
 
 
-def parse_series_json(element: Any, aggregation: str, stamps: dict[str, float]) -> Series:
-    """One timeseries element of the JSON; ``stamps`` caches timeStamp text -> Unix time across a whole answer
-    (every series of a window repeats the same few minutes)."""
-    if not isinstance(element, Mapping):
+def _is_object(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    # json.loads makes dicts; the Mapping check (an ABC, slow) is only for other callers.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def parse_series_json(
+    element: Any, aggregation: str, stamps: dict[str, float], names: dict[str, str] | None = None
+) -> Series:
+    """One timeseries element of the JSON; ``stamps`` caches timeStamp text -> Unix time and ``names`` dimension
+    name -> its lower-cased form, across a whole answer (every series repeats the same few minutes and names)."""
+    if not _is_object(element):
         raise MalformedResponse("timeseries element is not an object")
+    names = {} if names is None else names
     dims = []
     for md in element.get("metadatavalues") or ():
-        name = md.get("name") if isinstance(md, Mapping) else None
-        text = name.get("value") if isinstance(name, Mapping) else None
+        name = md.get("name") if _is_object(md) else None
+        text = name.get("value") if _is_object(name) else None
         if not isinstance(text, str):
             raise MalformedResponse("metadatavalue without a name")
+        lowered = names.get(text)
+        if lowered is None:
+            lowered = names[text] = text.strip().lower()
         value = md.get("value")
-        dims.append((text.strip().lower(), "" if value is None else str(value)))
+        dims.append((lowered, "" if value is None else str(value)))
     key = aggregation.lower()
-    by_minute: dict[float, float] = {}
     data = element.get("data") or ()
     if not isinstance(data, list):
         raise MalformedResponse("data is not a list")
+    points: list[Point] = []
+    ordered = True
+    previous = -math.inf
     for point in data:
-        if not isinstance(point, Mapping):
+        if not _is_object(point):
             raise MalformedResponse("data point is not an object")
-        value = _json_value(point, key, aggregation)
-        if value is None:
+        raw = point.get(key)
+        if raw is None:
             continue  # an empty minute: missing, not 0
+        if type(raw) is float and raw - raw == 0.0:  # the usual case; inf - inf and nan - nan are nan
+            value = raw
+        else:
+            value = _json_value(point, key, aggregation)
         raw_ts = point.get("timeStamp")
         ts = stamps.get(raw_ts) if isinstance(raw_ts, str) else None
         if ts is None:
             ts = _timestamp(raw_ts)
             if isinstance(raw_ts, str):
                 stamps[raw_ts] = ts
-        by_minute[ts] = value
-    points = tuple(Point(ts, by_minute[ts]) for ts in sorted(by_minute))
-    return Series(tuple(sorted(dims)), points)
+        if ts <= previous:
+            ordered = False
+        previous = ts
+        points.append(Point(ts, value))
+    if not ordered:  # Azure sends minutes in order; otherwise the last value of a minute wins, as in parse_series
+        by_minute = dict(points)
+        points = [Point(ts, by_minute[ts]) for ts in sorted(by_minute)]
+    dims.sort()
+    return Series(tuple(dims), tuple(points))
 
 
 def parse_metrics_json(
@@ -182,6 +206,7 @@ def parse_metrics_json(
     if not isinstance(values, list):
         raise MalformedResponse("response has no `value` list")
     stamps = {} if stamps is None else stamps
+    names: dict[str, str] = {}
     out: dict[str, MetricResult] = {}
     for metric in values:
         if not isinstance(metric, Mapping):
@@ -197,7 +222,7 @@ def parse_metrics_json(
         timeseries = metric.get("timeseries") or []
         if not isinstance(timeseries, list):
             raise MalformedResponse(f"{name}: timeseries is not a list")
-        series = tuple(parse_series_json(el, aggregation, stamps) for el in timeseries)
+        series = tuple(parse_series_json(el, aggregation, stamps, names) for el in timeseries)
         out[name.lower()] = MetricResult(name, None, "", series)
     return out
 

@@ -7,6 +7,7 @@ per subscription and principal) is shared with everything else the principal doe
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -88,6 +89,11 @@ NAT_METRICS = (
 
 METRICS = {LOAD_BALANCERS: LB_METRICS, NAT_GATEWAYS: NAT_METRICS}
 
+# Queried every `secondary_interval` rather than every cycle: they do not show SNAT exhaustion coming. The port
+# and connection metrics stay every cycle, and so does PacketDropCount: its alert takes a 5-minute rate, which a
+# counter that steps only every 5 minutes would make flap.
+SECONDARY = frozenset({"VipAvailability", "DipAvailability", "DatapathAvailability", "ByteCount", "PacketCount"})
+
 # The filter of each metric: `eq '*'` splits by a dimension. Without the split Azure averages the load balancer
 # port metrics across every backend and over TCP and UDP, which hides the one node that runs out.
 _FILTERS = {
@@ -114,8 +120,8 @@ class MetricQuery:
     aggregation: str
     filter: str | None
 
-    @property
-    def metricnames(self) -> str:
+    @functools.cached_property
+    def metricnames(self) -> str:  # part of every per-resource state key: computed once
         return ",".join(mm.azure_name for mm in self.metrics)
 
     @property
@@ -126,7 +132,12 @@ class MetricQuery:
     def namespace(self) -> str:
         return NAMESPACES[self.kind]
 
+    @property
+    def secondary(self) -> bool:
+        return all(mm.azure_name in SECONDARY for mm in self.metrics)
 
+
+@functools.cache
 def plan(kind: str) -> tuple[MetricQuery, ...]:
     """The calls for one resource of ``kind``: metrics grouped by (aggregation, filter), in declaration order."""
     groups: dict[tuple[str, str | None], list[MetricMap]] = {}

@@ -39,10 +39,12 @@ async def test_batch_and_per_resource_paths_export_identical_series(make_rig, cl
     assert {s[1] for s in by_list if s[0] == "azure_lb_frontend_ips"} >= {
         (("load_balancer", f"lb-{i}"), ("resource_group", data_rg(listed)), ("subscription_id", SUB)) for i in range(7)
     }
-    # per resource: 4 calls per load balancer, 5 per NAT gateway; batch: per group of <= 4 resources
-    assert len(listed.requests("metrics")) == 4 * (4 * 8 + 5 * 3)
+    # per resource: 4 calls per load balancer, 5 per NAT gateway in the first cycle, then only the primary groups
+    # (2 and 3) until the secondary ones are due again (secondary_interval 5m: every 5th cycle); batch: the same
+    # groups per batch of <= 4 resources (8 LBs in 2 batches, 3 NAT gateways in 1)
+    assert len(listed.requests("metrics")) == (4 * 8 + 5 * 3) + 3 * (2 * 8 + 3 * 3)
     assert listed.requests("batch") == []
-    assert len(batched.requests("batch")) == 4 * (4 * 2 + 5 * 1)  # 8 LBs in 2 batches, 3 NAT gateways in 1
+    assert len(batched.requests("batch")) == (4 * 2 + 5 * 1) + 3 * (2 * 2 + 3 * 1)
     assert batched.requests("metrics") == []
     assert await batched.value("snat_exporter_azure_batch_enabled") == 1
     assert await listed.value("snat_exporter_azure_batch_enabled") == 0
@@ -99,11 +101,19 @@ async def test_refused_batch_falls_back_per_resource_in_the_same_cycle_and_remem
         assert await rig.run()
     assert len(rig.requests("batch")) == refused  # remembered: no getBatch call per cycle
     assert await rig.value("snat_exporter_azure_batch_fallbacks_total", reason=reason) == 1
+    clock.advance(BATCH_REPROBE - 3 * 60)  # 5 minutes after the refusal: tried again, refused again
+    assert await rig.run()
+    reprobed = len(rig.requests("batch"))
+    assert reprobed > refused
+    assert await rig.value("snat_exporter_azure_batch_fallbacks_total", reason=reason) == 2
+    clock.advance(BATCH_REPROBE)  # the second refusal in a row waits twice as long: not yet
+    assert await rig.run()
+    assert len(rig.requests("batch")) == reprobed
     rig.sim.clear_faults()  # the role assignment was added
     clock.advance(BATCH_REPROBE)
     assert await rig.run()
     assert await rig.value("snat_exporter_azure_batch_enabled") == 1
-    assert len(rig.requests("batch")) > refused
+    assert len(rig.requests("batch")) > reprobed
 
 
 async def test_batch_always_reports_a_refusal_instead_of_falling_back(make_rig) -> None:
