@@ -190,7 +190,10 @@ class ConntrackCollector:
         if r.flows is not None:
             self._duration.labels(r.table_source).observe(time.monotonic() - started)
         if r.table_source == "none" and r.counters_source == "none" and r.entries is None:
-            raise CollectError("permission_denied", "no conntrack source is readable (see the start-up log)")
+            # The reason says which fix applies: a capability for a denial, a mount or a kernel option otherwise.
+            whys = [w for w in (a.netlink_why, a.proc_table_why, a.proc_stat_why) if w]
+            reason = "permission_denied" if any("permission denied" in w for w in whys) else "unavailable"
+            raise CollectError(reason, "no conntrack source is readable: " + "; ".join(whys))
         return r
 
     def _netlink_error(self, e: BaseException, what: str, *, fallback: bool) -> None:

@@ -475,9 +475,9 @@ def parse_proc_line(line: str) -> FlowKey | None:
         elif key == "dst":
             dst.append(value)
         elif key == "sport":
-            sport.append(int(value))
+            sport.append(_proc_port(value, line))
         elif key == "dport":
-            dport.append(int(value))
+            dport.append(_proc_port(value, line))
     if len(src) < 2 or len(dst) < 2:
         raise MalformedError(f"/proc/net/nf_conntrack line without both tuples: {line[:80]!r}")
     orig_sport = sport[0] if sport else 0
@@ -485,7 +485,17 @@ def parse_proc_line(line: str) -> FlowKey | None:
     reply_dport = dport[1] if len(dport) > 1 else 0
     # procfs has no status bits: source NAT is visible as a reply tuple that does not come back to the source.
     snat = dst[1] != src[0] or reply_dport != orig_sport
-    return _proc_ip(src[0]), proto, _proc_ip(src[1]), reply_sport, snat, state
+    try:
+        return _proc_ip(src[0]), proto, _proc_ip(src[1]), reply_sport, snat, state
+    except ValueError:  # an address procfs would never print: the line is damaged, not the parser
+        raise MalformedError(f"bad address in /proc/net/nf_conntrack line {line[:80]!r}") from None
+
+
+def _proc_port(value: str, line: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise MalformedError(f"bad port {value[:20]!r} in /proc/net/nf_conntrack line {line[:80]!r}") from None
 
 
 def parse_proc_table(lines: Iterator[str] | list[str]) -> Counter[FlowKey]:

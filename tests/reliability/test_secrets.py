@@ -1,0 +1,122 @@
+"""Secrets never leave the process: a session full of faults with a client secret in the environment, a failing
+credential whose errors echo the secret and a token, and Azure answers that echo a bearer token and a JWT; then
+every log line (rendered as the exporter writes them), the landing page, /metrics and every error message the
+exporter keeps are searched for the secret values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from exporter.collectors.azure import client as azure_client
+from exporter.config import load_config
+from exporter.server import Exporter
+from exporter.simulator import Fault, Simulator, load_scenario
+from exporter.store import Snapshot
+from tests.conftest import FakeClock
+from tests.reliability.harness import captured_logs, scrape
+from tests.reliability.test_faults import FAKE_JWT, FAKE_SECRET, SwitchableCredential
+
+BEARER = "sk_live_Bearer-Token-0f9e8d7c6b5a"
+SECRETS = (FAKE_SECRET, FAKE_JWT, BEARER)
+
+# Faults whose error bodies echo credentials back, as a misbehaving proxy or service might.
+ECHOING_FAULTS = [
+    Fault("status", status=500, message=f"upstream rejected Authorization: Bearer {BEARER}"),
+    Fault("status", status=429, message=f"throttled token {FAKE_JWT}"),
+    Fault("auth", message=f"InvalidAuthenticationToken: {FAKE_JWT} client_secret={FAKE_SECRET}"),
+    Fault("metric_error", metric="UsedSnatPorts", message=f"cannot read with access_token={BEARER} ({FAKE_SECRET})"),
+    Fault("status", status=403, operation="batch", message=f"no Monitoring Reader for Bearer {BEARER}"),
+]
+
+
+async def test_a_session_full_of_faults_leaks_no_secret(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", FAKE_SECRET)
+    monkeypatch.setenv("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555")
+    monkeypatch.setenv("AZURE_TENANT_ID", "66666666-7777-8888-9999-000000000000")
+    credential = SwitchableCredential()
+    monkeypatch.setattr(azure_client, "make_credential", lambda config: credential)
+    scenario = load_scenario("exhaustion")
+    sim = Simulator(scenario, clock=clock)
+    sim_url = await sim.start("127.0.0.1", 0)
+    settings = {
+        "azure.enabled": "true",
+        "azure.arm_endpoint": sim_url,
+        "azure.credential": "environment",
+        "azure.subscription_id": scenario.subscription_id,
+        "azure.cluster.resource_group": scenario.cluster.resource_group,
+        "azure.cluster.name": scenario.cluster.name,
+        "azure.timeout": "2s",
+        "azure.discovery_interval": "1m",  # rediscovery every run: the faults hit the ARM path too
+    }
+    seen: list[tuple[str, str]] = []
+    with captured_logs() as logs:
+        exporter = Exporter(load_config(None, environ={}, overrides=settings), clock=clock)
+        url = await exporter.start(host="127.0.0.1", port=0, background=False)
+        runner = exporter.runners["azure"]
+        try:
+            async with aiohttp.ClientSession() as session:
+                assert await runner.run_once()
+                steps: list[Fault | str] = [*ECHOING_FAULTS, "credential"]
+                for step in steps:
+                    sim.clear_faults()
+                    credential.failing = step == "credential"
+                    if isinstance(step, Fault):
+                        sim.add_fault(step)
+                    clock.advance(60)
+                    await runner.run_once()
+                    seen.append((f"{step} last_error", exporter.store.get("azure").last_error or ""))
+                    seen.append((f"{step} /", (await scrape(session, url, "/")).text))
+                    seen.append((f"{step} /metrics", (await scrape(session, url)).text))
+                # The faults did happen (else this test proves nothing): each reason was counted.
+                metrics = await scrape(session, url)
+                for reason in ("http_5xx", "throttled", "auth"):
+                    assert metrics.value("snat_exporter_collector_errors_total", collector="azure", reason=reason)
+                assert metrics.value("snat_exporter_azure_metric_errors_total", metric="UsedSnatPorts")
+        finally:
+            await exporter.stop()
+            await sim.stop()
+    seen.append(("logs", logs.getvalue()))
+    assert "collector run failed" in logs.getvalue()
+    for where, text in seen:
+        for secret in SECRETS:
+            assert secret not in text, f"{secret[:12]}... leaked into {where}"
+
+
+class EchoingCollector:
+    """A collector whose failure message carries the client secret, as an SDK exception message might."""
+
+    name = "azure"
+
+    async def start(self) -> None:
+        pass
+
+    async def collect(self) -> Snapshot:
+        from exporter.collectors.base import CollectError
+
+        raise CollectError("auth", f"AADSTS7000215: Invalid client secret provided: {FAKE_SECRET}")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_the_landing_page_scrubs_error_messages_like_the_log_does(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log formatter scrubs secrets; the landing page shows the same error text and must scrub it too."""
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", FAKE_SECRET)
+    exporter = Exporter(load_config(None, environ={}), clock=clock, collectors=[EchoingCollector()])
+    url = await exporter.start(host="127.0.0.1", port=0, background=False)
+    try:
+        assert not await exporter.runners["azure"].run_once()
+        async with aiohttp.ClientSession() as session:
+            page = (await scrape(session, url, "/")).text
+        assert "AADSTS7000215" in page, "the error is shown..."
+        assert FAKE_SECRET not in page, "...without the secret"
+        assert FAKE_SECRET not in (exporter.store.get("azure").last_error or "")
+    finally:
+        await exporter.stop()
