@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.logs import LogfmtFormatter
+from tests.conftest import wait_until
 
 # /metrics must answer within this while a fault is active: it reads the last snapshot and never waits on a source.
 SCRAPE_BUDGET = 0.5
@@ -52,18 +53,6 @@ async def scrape(session: aiohttp.ClientSession, url: str, path: str = "/metrics
         for family in text_string_to_metric_families(text):
             samples.extend((s.name, dict(s.labels), float(s.value)) for s in family.samples)
     return Scrape(text, seconds, samples)
-
-
-async def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    """Poll a condition (on the event loop) until it holds or the deadline passes, then fail naming it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)  # a poll interval: the condition decides, not the sleep
 
 
 async def scrape_during(

@@ -35,9 +35,9 @@ from exporter.collectors.azure import client as azure_client
 from exporter.collectors.kube.collector import KubeCollector
 from exporter.config import load_config
 from exporter.server import Exporter
-from exporter.simulator import Fault, Simulator, load_scenario
+from exporter.simulator import Fault, Simulator, exporter_settings, load_scenario
 from exporter.simulator.kubeapi import KubeApiServer, node_object, write_kubeconfig
-from tests.conftest import FakeClock, is_root
+from tests.conftest import FakeClock, is_root, wait_until
 from tests.reliability.harness import (
     SCRAPE_BUDGET,
     Scrape,
@@ -45,7 +45,6 @@ from tests.reliability.harness import (
     scrape,
     scrape_during,
     scrape_until,
-    wait_until,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,12 +185,7 @@ async def azure(row: Row, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.
     sim = Simulator(scenario, clock=clock)
     sim_url = await sim.start("127.0.0.1", 0)
     settings = {
-        "azure.enabled": "true",
-        "azure.arm_endpoint": sim_url,
-        "azure.credential": "none",
-        "azure.subscription_id": scenario.subscription_id,
-        "azure.cluster.resource_group": scenario.cluster.resource_group,
-        "azure.cluster.name": scenario.cluster.name,
+        **exporter_settings(scenario, sim_url),
         "azure.timeout": "2s",  # the timeout row hangs for this long; every other row answers at once
     }
     if row.area == "azure_credential":

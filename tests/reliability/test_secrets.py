@@ -13,7 +13,7 @@ import pytest
 from exporter.collectors.azure import client as azure_client
 from exporter.config import load_config
 from exporter.server import Exporter
-from exporter.simulator import Fault, Simulator, load_scenario
+from exporter.simulator import Fault, Simulator, exporter_settings, load_scenario
 from exporter.store import Snapshot
 from tests.conftest import FakeClock
 from tests.reliability.harness import captured_logs, scrape
@@ -44,12 +44,8 @@ async def test_a_session_full_of_faults_leaks_no_secret(
     sim = Simulator(scenario, clock=clock)
     sim_url = await sim.start("127.0.0.1", 0)
     settings = {
-        "azure.enabled": "true",
-        "azure.arm_endpoint": sim_url,
+        **exporter_settings(scenario, sim_url),
         "azure.credential": "environment",
-        "azure.subscription_id": scenario.subscription_id,
-        "azure.cluster.resource_group": scenario.cluster.resource_group,
-        "azure.cluster.name": scenario.cluster.name,
         "azure.timeout": "2s",
         "azure.discovery_interval": "1m",  # rediscovery every run: the faults hit the ARM path too
     }

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,18 +23,6 @@ def must(value: T | None) -> T:
     """The lookup result, failing the test when it is None."""
     assert value is not None
     return value
-
-
-async def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
-    """Poll a condition until it holds (returns its value) or the deadline passes (fails, naming it)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.collectors.base import CollectError
 from exporter.server import Exporter
 from exporter.simulator.kubeapi import KubeApiServer, node_object, pod_object
-from tests.collectors.kube.conftest import Harness, must, wait_until
+from tests.collectors.kube.conftest import Harness, must
+from tests.conftest import wait_until
 
 
 def node_info(snapshot) -> set[tuple[str, str, str, str]]:
