@@ -475,13 +475,7 @@ class Simulator:
     def _batch(
         self, path: str, q: Mapping[str, str], body: Any, raw_body: bytes, matched: _Matched
     ) -> dict[str, object]:
-        version = q.get("api-version")
-        if not version:
-            raise ApiError(
-                400,
-                "MissingApiVersionParameter",
-                "The api-version query parameter (?api-version=) is required for all requests.",
-            )
+        version = _check_api_version(q)
         if version not in BATCH_API_VERSIONS:
             raise bad_request(
                 f"The api-version '{version}' is not supported; supported: {', '.join(BATCH_API_VERSIONS)}."

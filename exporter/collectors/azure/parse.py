@@ -64,8 +64,8 @@ def _timestamp(value: Any) -> float:
     raise MalformedResponse(f"data point timeStamp is not a time: {value!r}")
 
 
-def _value(point: Any, aggregation: str) -> float | None:
-    raw = getattr(point, aggregation.lower(), None)
+def _number(raw: Any, aggregation: str) -> float | None:
+    """A data point's aggregation value: None when absent (a minute without data), else a finite float."""
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, int | float):
@@ -74,6 +74,10 @@ def _value(point: Any, aggregation: str) -> float | None:
     if value != value or value in (float("inf"), float("-inf")):
         raise MalformedResponse(f"{aggregation} is not finite: {raw!r}")
     return value
+
+
+def _value(point: Any, aggregation: str) -> float | None:
+    return _number(getattr(point, aggregation.lower(), None), aggregation)
 
 
 def _dimension_name(md: Any) -> str:
@@ -129,15 +133,7 @@ def parse_response(response: Any, aggregation: str) -> dict[str, MetricResult]:
 
 
 def _json_value(point: Mapping[str, Any], key: str, aggregation: str) -> float | None:
-    raw = point.get(key)
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise MalformedResponse(f"{aggregation} is not a number: {raw!r}")
-    value = float(raw)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise MalformedResponse(f"{aggregation} is not finite: {raw!r}")
-    return value
+    return _number(point.get(key), aggregation)
 
 
 def _is_object(value: Any) -> TypeGuard[Mapping[str, Any]]:
