@@ -20,9 +20,13 @@ RUN /opt/snat-exporter/bin/pip install --constraint constraints.txt . \
 
 FROM ${PYTHON_IMAGE}
 # pip compiled the byte-code at install time; at run time the root filesystem is read-only, so never write any.
+# A fixed glibc mmap threshold: each cycle allocates and frees multi-megabyte buffers (Azure answers, rendered
+# exposition), and glibc's dynamic threshold would otherwise move them onto a heap that fragments and is never
+# returned (measured at 1,200 resources: 284 MB RSS without it, 172 MB with it; docs/performance.md).
 ENV PATH=/opt/snat-exporter/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    MALLOC_MMAP_THRESHOLD_=131072
 RUN groupadd --system --gid 65532 snat \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin snat
 COPY --from=build /opt/snat-exporter /opt/snat-exporter

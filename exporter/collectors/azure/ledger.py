@@ -10,6 +10,7 @@ counted again. The first query counts every valued minute of its window.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,12 +18,22 @@ from typing import Any
 from exporter.collectors.azure.parse import Point
 
 
-@dataclass
+@dataclass(slots=True)  # one per counter series: tens of thousands at a thousand resources
 class SeriesLedger:
     total: float = 0.0
     horizon: float = float("-inf")  # minutes before this were forgotten and are never counted again
-    minutes: dict[float, float] = field(default_factory=dict)
+    # minute, value counted, minute, value counted, ...: a flat array of C doubles instead of a dict of float
+    # objects (210 instead of 690 bytes for a window's 7 minutes, times some 40,000 series at 1,200 resources).
+    minutes: array[float] = field(default_factory=lambda: array("d"))
     last_seen: float = float("-inf")  # newest valued minute ever observed
+
+    def counted(self, minute: float) -> int:
+        """The index of ``minute``'s value in ``minutes``, or -1."""
+        m = self.minutes
+        for i in range(0, len(m), 2):
+            if m[i] == minute:
+                return i + 1
+        return -1
 
 
 @dataclass(frozen=True)
@@ -51,24 +62,29 @@ class Ledger:
             self._groups.setdefault(_group(key), {})[key] = None
         added = 0.0
         downward = 0
+        minutes = s.minutes
         for p in points:
             if p.timestamp < s.horizon:
                 continue
-            counted = s.minutes.get(p.timestamp)
-            if counted is None:
+            i = s.counted(p.timestamp)
+            if i < 0:
                 added += p.value
-                s.minutes[p.timestamp] = p.value
-            elif p.value > counted:
-                added += p.value - counted
-                s.minutes[p.timestamp] = p.value
-            elif p.value < counted:
+                minutes.append(p.timestamp)
+                minutes.append(p.value)
+            elif p.value > minutes[i]:
+                added += p.value - minutes[i]
+                minutes[i] = p.value
+            elif p.value < minutes[i]:
                 downward += 1
             s.last_seen = max(s.last_seen, p.timestamp)
         s.total += added
         if window_start > s.horizon:
             s.horizon = window_start
-            for ts in [ts for ts in s.minutes if ts < window_start]:
-                del s.minutes[ts]
+            if any(minutes[i] < window_start for i in range(0, len(minutes), 2)):
+                s.minutes = array(
+                    "d",
+                    (x for i in range(0, len(minutes), 2) if minutes[i] >= window_start for x in minutes[i : i + 2]),
+                )
         return Observation(s.total, added, downward)
 
     def total(self, key: Hashable) -> float | None:
