@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.collectors.azure.collector import AzureCollector
 from exporter.config import load_config
 from exporter.server import Exporter
-from exporter.simulator import Simulator, load_scenario
+from exporter.simulator import Simulator, exporter_settings, load_scenario
 from tests.conftest import FakeClock
 
 SUB = "3c0f6b8e-1d2a-4c5b-9e7f-8a9b0c1d2e3f"
@@ -80,12 +80,7 @@ async def make_rig(clock: FakeClock) -> AsyncIterator[Callable[..., Any]]:
         resources = [lb.id for lb in scenario.load_balancers if lb.name != "kubernetes"]
         resources += [nat.id for nat in scenario.nat_gateways]
         settings = {
-            "azure.enabled": "true",
-            "azure.arm_endpoint": sim_url,
-            "azure.credential": "none",
-            "azure.subscription_id": scenario.subscription_id,
-            "azure.cluster.resource_group": scenario.cluster.resource_group,
-            "azure.cluster.name": scenario.cluster.name,
+            **exporter_settings(scenario, sim_url),
             "azure.timeout": "5s",
             "azure.retries": "1",
             **({"azure.resources": ",".join(resources)} if explicit and resources else {}),

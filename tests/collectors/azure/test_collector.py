@@ -22,7 +22,7 @@ from exporter.collectors.base import Runner
 from exporter.config import load_config
 from exporter.identity import NodeInfo, PodInfo
 from exporter.server import Exporter
-from exporter.simulator import Fault, Simulator, load_scenario
+from exporter.simulator import Fault, Simulator, exporter_settings, load_scenario
 from tests.conftest import FakeClock
 
 Sample = tuple[str, dict[str, str], float]
@@ -102,12 +102,7 @@ async def start_rig(
     sim = Simulator(scenario, clock=clock)
     sim_url = await sim.start("127.0.0.1", 0)
     settings = {
-        "azure.enabled": "true",
-        "azure.arm_endpoint": sim_url,
-        "azure.credential": "none",
-        "azure.subscription_id": scenario.subscription_id,
-        "azure.cluster.resource_group": scenario.cluster.resource_group,
-        "azure.cluster.name": scenario.cluster.name,
+        **exporter_settings(scenario, sim_url),
         "azure.timeout": "5s",
         "azure.retries": "1",
         **{f"azure.{k}": v for k, v in overrides.items()},
