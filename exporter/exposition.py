@@ -81,7 +81,7 @@ def render_snapshot(snapshot: Snapshot) -> Rendered:
             raise KeyError(f"{st.spec.name}: labels {sorted(extra)} are not declared")
         groups.setdefault(st.spec.name, (st.spec, []))[1].append(st)
     ages = tuple(_age_lines(spec, samples) for spec, samples in groups.values())
-    return Rendered(snapshot, generate_latest(families), om.removesuffix(_EOF), ages)
+    return Rendered(generate_latest(families), om.removesuffix(_EOF), ages)
 
 
 def render_ages(blocks: Iterable[Rendered], now: float, openmetrics: bool) -> bytes:
@@ -170,15 +170,11 @@ class MetricsEndpoint:
         self._static: _Static | None = None
 
     def _block(self, state: CollectorState) -> Rendered | None:
-        snap = state.snapshot
-        if snap is None:
-            return None
-        rendered = state.rendered
-        if rendered is None or rendered.source is not snap:
-            # The runner renders ahead of time; this path covers snapshots stored any other way.
-            rendered = render_snapshot(snap)
-            state.rendered = rendered
-        return rendered
+        if state.rendered is None and state.snapshot is not None:
+            # The runner renders ahead of time; this covers a snapshot it could not render (counted if it fails).
+            state.rendered = render_snapshot(state.snapshot)
+            state.snapshot = None
+        return state.rendered
 
     def static(self, now: float) -> _Static:
         blocks: list[Rendered] = []

@@ -33,7 +33,6 @@ class Rendered:
     """A snapshot's series as exposition text, in both formats (OpenMetrics without the ``# EOF`` that only
     ends a whole scrape), so that a scrape does not re-render what has not changed."""
 
-    source: Snapshot
     text: bytes
     openmetrics: bytes
     ages: tuple[AgeLines, ...] = ()
@@ -62,8 +61,10 @@ class CollectorState:
     last_error: str | None = None  # "reason: message" of the last failure, for the landing page
     last_success_at: float | None = None
     consecutive_failures: int = 0
-    snapshot: Snapshot | None = None  # the last good one
-    rendered: Rendered | None = None  # ``snapshot`` rendered; replaced together with it
+    # The last good data: its rendered exposition once rendered (the families are then let go: keeping both held
+    # every series twice), or the snapshot itself until then. One of the two is set, replaced in one step.
+    snapshot: Snapshot | None = None
+    rendered: Rendered | None = None
     details: dict[str, str] = field(default_factory=dict)  # free-form status for the landing page
 
 
