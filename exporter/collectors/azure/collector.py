@@ -18,7 +18,7 @@ import logging
 import math
 import os
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -149,12 +149,12 @@ def _since(results: dict[str, MetricResult], start: float) -> dict[str, MetricRe
     return out
 
 
-def _decode_batch(raw: bytes, aggregation: str) -> dict[str, dict[str, MetricResult]]:
+def _decode_batch(raw: bytes, fields: Mapping[str, str]) -> dict[str, dict[str, MetricResult]]:
     try:
         body = json.loads(raw)
     except ValueError as e:
         raise DecodeError("metrics:getBatch: the body is not JSON") from e
-    return parse_batch(body, aggregation)
+    return parse_batch(body, fields)
 
 
 def _batch_status(exc: BaseException) -> int | None:
@@ -361,9 +361,7 @@ class AzureCollector:
             raw = await self._post_batch(clients, job, start, now, deadline)
             # Decoding and parsing a large answer takes tens of milliseconds: in a thread, /metrics and the other
             # calls' I/O go on meanwhile.
-            answers = await asyncio.get_running_loop().run_in_executor(
-                self._parser, _decode_batch, raw, query.aggregation
-            )
+            answers = await asyncio.get_running_loop().run_in_executor(self._parser, _decode_batch, raw, query.fields)
         except asyncio.CancelledError:
             raise
         except _BatchRefused as refusal:
@@ -427,7 +425,7 @@ class AzureCollector:
                                 metric_names=list(query.names),
                                 timespan=(_utc(start), _utc(now)),
                                 granularity=timedelta(minutes=1),
-                                aggregations=[query.aggregation],
+                                aggregations=list(query.aggregations),
                                 max_results=self.cfg.top if query.filter else None,
                                 filter=query.filter,
                                 # The SDK would build a model object per data point, eagerly: most of a cycle's
@@ -585,7 +583,7 @@ class AzureCollector:
                     )
                 finally:
                     OPERATION.reset(token)
-            results = parse_response(response, query.aggregation)
+            results = parse_response(response, query.fields)
         except asyncio.CancelledError:
             raise
         except Exception as e:

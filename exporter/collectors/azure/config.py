@@ -136,11 +136,12 @@ class AzureConfig:
         "`window`: fewer points to fetch and parse. A minute Azure revises later than this is not re-counted.",
     )
     secondary_interval: float = setting(
-        300.0,
-        "How often the secondary metric groups are queried (load balancer data path / health probe availability, "
-        "NAT gateway bytes, packets, dropped packets and datapath availability), rounded to a whole number of "
-        "cycles; SNAT ports and connections are queried every cycle. Their series keep their last values in "
-        "between (`azure_metric_sample_age_seconds` shows it). Set it to `interval` to query everything every cycle.",
+        600.0,
+        "How often the secondary metric groups are queried (load balancer data path and health probe availability, "
+        "NAT gateway bytes and packets: no alert reads them), rounded to a whole number of cycles; SNAT ports, "
+        "connections, NAT gateway dropped packets and datapath availability are queried every cycle. The secondary "
+        "series keep their last values in between (`azure_metric_sample_age_seconds` shows it). Must be shorter "
+        "than `max_age`. Set it to `interval` to query everything every cycle.",
     )
     subscription_id: str | None = setting(
         None, "Subscription of the AKS cluster; required with `cluster`.", parse=parse_uuid

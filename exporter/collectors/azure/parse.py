@@ -2,7 +2,8 @@
 
 No I/O here. Facts the parser is built on (see docs/azure.md): dimension names come back lower-cased and are
 matched case-insensitively; a minute without data comes back with no value field at all and is *missing*, never
-0; a metric can fail alone inside an HTTP 200 (``errorCode`` other than ``Success``).
+0; a metric can fail alone inside an HTTP 200 (``errorCode`` other than ``Success``); each data point carries
+every aggregation the call asked for, so one call can serve metrics that read different fields.
 """
 
 from __future__ import annotations
@@ -14,6 +15,14 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeGuard
 
 SUCCESS = "success"
+
+# The data point field each metric reads: one aggregation for every metric of the answer, or a mapping lower-cased
+# metric name -> aggregation when one call asked for several (a metric not in the mapping was not asked: skipped).
+Fields = str | Mapping[str, str]
+
+
+def _field(fields: Fields, name: str) -> str | None:
+    return fields if isinstance(fields, str) else fields.get(name.lower())
 
 
 class MalformedResponse(ValueError):
@@ -103,7 +112,7 @@ def parse_series(element: Any, aggregation: str) -> Series:
     return Series(tuple(sorted(dims)), points)
 
 
-def parse_response(response: Any, aggregation: str) -> dict[str, MetricResult]:
+def parse_response(response: Any, fields: Fields) -> dict[str, MetricResult]:
     """Metric results keyed by lower-cased metric name. Raises MalformedResponse when the shape is wrong."""
     values = getattr(response, "value", None)
     if not isinstance(values, list):
@@ -114,6 +123,9 @@ def parse_response(response: Any, aggregation: str) -> dict[str, MetricResult]:
         name = getattr(name_obj, "value", None) if name_obj is not None else None
         if not isinstance(name, str) or not name:
             raise MalformedResponse("metric without name.value")
+        aggregation = _field(fields, name)
+        if aggregation is None:
+            continue
         code = getattr(metric, "error_code", None)
         if code is not None and str(code).lower() != SUCCESS:
             out[name.lower()] = MetricResult(name, str(code), str(getattr(metric, "error_message", "") or ""), ())
@@ -194,9 +206,7 @@ def parse_series_json(
     return Series(tuple(dims), tuple(points))
 
 
-def parse_metrics_json(
-    values: Any, aggregation: str, stamps: dict[str, float] | None = None
-) -> dict[str, MetricResult]:
+def parse_metrics_json(values: Any, fields: Fields, stamps: dict[str, float] | None = None) -> dict[str, MetricResult]:
     """The ``value`` list of one resource (Metric objects) -> results keyed by lower-cased metric name, exactly as
     :func:`parse_response` reads the same answer through the SDK models."""
     if not isinstance(values, list):
@@ -211,6 +221,9 @@ def parse_metrics_json(
         name = name_obj.get("value") if isinstance(name_obj, Mapping) else None
         if not isinstance(name, str) or not name:
             raise MalformedResponse("metric without name.value")
+        aggregation = _field(fields, name)
+        if aggregation is None:
+            continue
         code = metric.get("errorCode")
         if code is not None and str(code).lower() != SUCCESS:
             out[name.lower()] = MetricResult(name, str(code), str(metric.get("errorMessage") or ""), ())
@@ -223,7 +236,7 @@ def parse_metrics_json(
     return out
 
 
-def parse_batch(body: Any, aggregation: str) -> dict[str, dict[str, MetricResult]]:
+def parse_batch(body: Any, fields: Fields) -> dict[str, dict[str, MetricResult]]:
     """A getBatch answer -> per lower-cased resource ID, its metric results. Raises MalformedResponse."""
     if not isinstance(body, Mapping) or not isinstance(body.get("values"), list):
         raise MalformedResponse("batch response has no `values` list")
@@ -235,7 +248,7 @@ def parse_batch(body: Any, aggregation: str) -> dict[str, dict[str, MetricResult
         rid = item.get("resourceid")
         if not isinstance(rid, str) or not rid:
             raise MalformedResponse("batch value without resourceid")
-        out[rid.strip().rstrip("/").lower()] = parse_metrics_json(item.get("value"), aggregation, stamps)
+        out[rid.strip().rstrip("/").lower()] = parse_metrics_json(item.get("value"), fields, stamps)
     return out
 
 

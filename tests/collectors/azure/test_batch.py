@@ -39,12 +39,19 @@ async def test_batch_and_per_resource_paths_export_identical_series(make_rig, cl
     assert {s[1] for s in by_list if s[0] == "azure_lb_frontend_ips"} >= {
         (("load_balancer", f"lb-{i}"), ("resource_group", data_rg(listed)), ("subscription_id", SUB)) for i in range(7)
     }
-    # per resource: 4 calls per load balancer, 5 per NAT gateway in the first cycle, then only the primary groups
-    # (2 and 3) until the secondary ones are due again (secondary_interval 5m: every 5th cycle); batch: the same
+    # per resource: 4 calls per load balancer, 4 per NAT gateway in the first cycle, then only the primary groups
+    # (2 and 3) until the secondary ones are due again (secondary_interval 10m: every 10th cycle); batch: the same
     # groups per batch of <= 4 resources (8 LBs in 2 batches, 3 NAT gateways in 1)
-    assert len(listed.requests("metrics")) == (4 * 8 + 5 * 3) + 3 * (2 * 8 + 3 * 3)
+    assert len(listed.requests("metrics")) == (4 * 8 + 4 * 3) + 3 * (2 * 8 + 3 * 3)
     assert listed.requests("batch") == []
-    assert len(batched.requests("batch")) == (4 * 2 + 5 * 1) + 3 * (2 * 2 + 3 * 1)
+    assert len(batched.requests("batch")) == (4 * 2 + 4 * 1) + 3 * (2 * 2 + 3 * 1)
+    # dropped packets (Total) and datapath availability (Average) came in one call asking both, on both paths
+    for rig, operation in ((listed, "metrics"), (batched, "batch")):
+        drops = [r for r in rig.requests(operation) if "PacketDropCount" in r.query["metricnames"]]
+        assert drops and {(r.query["metricnames"], r.query["aggregation"]) for r in drops} == {
+            ("PacketDropCount,DatapathAvailability", "Total,Average")
+        }
+    assert {"azure_natgw_dropped_packets_total", "azure_natgw_datapath_availability_ratio"} <= names
     assert batched.requests("metrics") == []
     assert await batched.value("snat_exporter_azure_batch_enabled") == 1
     assert await listed.value("snat_exporter_azure_batch_enabled") == 0
@@ -95,7 +102,7 @@ async def test_refused_batch_falls_back_per_resource_in_the_same_cycle_and_remem
     assert await rig.value("snat_exporter_azure_batch_fallbacks_total", reason=reason) == 1
     assert await rig.value("snat_exporter_azure_batch_enabled") == 0
     refused = len(rig.requests("batch"))
-    assert refused == 4 + 5  # one refusal per metric group of the cycle, then no more
+    assert refused == 4 + 4  # one refusal per metric group of the cycle, then no more
     for _ in range(3):
         clock.advance(60)
         assert await rig.run()

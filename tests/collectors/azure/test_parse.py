@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from azure.mgmt.monitor.models import Response
 
+from exporter.collectors.azure.config import AzureConfig
 from exporter.collectors.azure.discovery import lb_capacity, nat_ip_refs, parse_cluster, prefix_size
 from exporter.collectors.azure.ledger import Ledger
-from exporter.collectors.azure.parse import MalformedResponse, Point, format_timespan, merge_minutes, parse_response
+from exporter.collectors.azure.parse import (
+    MalformedResponse,
+    Point,
+    format_timespan,
+    merge_minutes,
+    parse_batch,
+    parse_metrics_json,
+    parse_response,
+)
 from exporter.collectors.azure.queries import LB_METRICS, LOAD_BALANCERS, NAT_GATEWAYS, NAT_METRICS, plan, protocol
-from tests.conftest import shared_path
+from tests.conftest import ROOT, shared_path
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -85,7 +98,7 @@ def test_timespan_is_iso_utc() -> None:
     assert format_timespan(start, start + 600.7) == "2026-11-22T10:00:00Z/2026-11-22T10:10:00Z"
 
 
-def test_plan_groups_by_aggregation_and_filter_and_splits_every_dimension() -> None:
+def test_plan_groups_by_filter_and_asks_the_union_of_aggregations() -> None:
     lb = plan(LOAD_BALANCERS)
     assert [q.metricnames for q in lb] == [
         "AllocatedSnatPorts,UsedSnatPorts",
@@ -97,16 +110,97 @@ def test_plan_groups_by_aggregation_and_filter_and_splits_every_dimension() -> N
     assert lb[0].filter == "BackendIPAddress eq '*' and FrontendIPAddress eq '*' and ProtocolType eq '*'"
     assert lb[1].aggregation == "Total" and "ConnectionState eq '*'" in (lb[1].filter or "")
     nat = plan(NAT_GATEWAYS)
-    assert {q.metricnames for q in nat} == {
+    assert [q.metricnames for q in nat] == [
         "SNATConnectionCount",
         "TotalConnectionCount",
-        "PacketDropCount",
-        "DatapathAvailability",
+        "PacketDropCount,DatapathAvailability",
         "ByteCount,PacketCount",
-    }
-    assert {q.names for q in nat if q.filter is None} == {("PacketDropCount",), ("DatapathAvailability",)}
+    ]
+    # the two metrics without dimensions share one call that asks for both fields; each reads its own
+    drops = nat[2]
+    assert drops.filter is None and drops.aggregation == "Total,Average"
+    assert drops.fields == {"packetdropcount": "Total", "datapathavailability": "Average"}
     assert sum(len(q.metrics) for q in lb) == len(LB_METRICS)
     assert sum(len(q.metrics) for q in nat) == len(NAT_METRICS)
+
+
+def test_calls_per_resource_per_cycle_primary_and_secondary() -> None:
+    """A group is secondary only when all its metrics are: datapath availability rides with the dropped packets
+    every cycle. A load balancer: 2 calls every cycle + 2 every `secondary_interval`; a NAT gateway: 3 + 1."""
+    lb, nat = plan(LOAD_BALANCERS), plan(NAT_GATEWAYS)
+    assert [q.secondary for q in lb] == [False, False, True, True]
+    assert [q.secondary for q in nat] == [False, False, False, True]
+    # the estate of docs/performance.md at the defaults: 1,000 LBs + 200 NAT gateways, `batch_size` per getBatch
+    # call, the secondary groups every `secondary_interval` / `interval` cycles: <= 0.05 calls/resource/minute
+    cfg = AzureConfig()
+    every = round(cfg.secondary_interval / cfg.interval)
+    estate = {LOAD_BALANCERS: 1000, NAT_GATEWAYS: 200}
+    per_cycle = sum(
+        math.ceil(n / cfg.batch_size) * (1 if not q.secondary else 1 / every)
+        for kind, n in estate.items()
+        for q in plan(kind)
+    )
+    assert per_cycle == pytest.approx(52 + 44 / 10)
+    assert per_cycle * (60 / cfg.interval) / sum(estate.values()) <= 0.05
+
+
+def _combined_answer() -> dict[str, Any]:
+    """One NAT gateway answer to `metricnames=PacketDropCount,DatapathAvailability&aggregation=Total,Average`: every
+    point carries both fields (as the examples with several aggregations do), with different values."""
+
+    def metric(name: str, points: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "id": f"{NAT}/providers/Microsoft.Insights/metrics/{name}",
+            "type": "Microsoft.Insights/metrics",
+            "name": {"value": name, "localizedValue": name},
+            "unit": "Count",
+            "timeseries": [{"metadatavalues": [], "data": points}],
+            "errorCode": "Success",
+        }
+
+    return {
+        "timespan": "2026-11-22T10:00:00Z/2026-11-22T10:03:00Z",
+        "interval": "PT1M",
+        "value": [
+            metric(
+                "PacketDropCount",
+                [
+                    {"timeStamp": "2026-11-22T10:00:00Z", "total": 12.0, "average": 3.0},
+                    {"timeStamp": "2026-11-22T10:01:00Z", "average": 2.0},  # no total: missing, not 2, not 0
+                    {"timeStamp": "2026-11-22T10:02:00Z", "total": 0.0, "average": 0.0},
+                ],
+            ),
+            metric(
+                "DatapathAvailability",
+                [
+                    {"timeStamp": "2026-11-22T10:00:00Z", "total": 400.0, "average": 100.0},
+                    {"timeStamp": "2026-11-22T10:01:00Z", "total": 199.0},  # no average: missing, not 199
+                    {"timeStamp": "2026-11-22T10:02:00Z", "total": 399.2, "average": 99.8},
+                ],
+            ),
+            metric("ByteCount", [{"timeStamp": "2026-11-22T10:00:00Z", "total": 5.0}]),  # not asked: skipped
+        ],
+    }
+
+
+NAT = (
+    f"/subscriptions/{'0' * 8}-0000-0000-0000-{'0' * 12}/resourceGroups/rg/providers/Microsoft.Network/natGateways/nat"
+)
+
+
+def test_each_metric_of_a_call_reads_its_own_aggregation_on_both_paths() -> None:
+    fields = plan(NAT_GATEWAYS)[2].fields
+    body = _combined_answer()
+    by_sdk = parse_response(Response.deserialize(body), fields)
+    by_json = parse_metrics_json(body["value"], fields)
+    by_batch = parse_batch({"values": [{"resourceid": NAT, "value": body["value"]}]}, fields)[NAT.lower()]
+    for results in (by_sdk, by_json, by_batch):
+        assert set(results) == {"packetdropcount", "datapathavailability"}
+        drops = results["packetdropcount"].series[0].points
+        assert drops == (Point(ts("2026-11-22T10:00:00Z"), 12.0), Point(ts("2026-11-22T10:02:00Z"), 0.0))
+        availability = results["datapathavailability"].series[0].points
+        assert availability == (Point(ts("2026-11-22T10:00:00Z"), 100.0), Point(ts("2026-11-22T10:02:00Z"), 99.8))
+    assert by_sdk == by_json == by_batch
 
 
 def test_protocol_numbers_and_names_become_lower_case_labels() -> None:
@@ -180,3 +274,20 @@ def test_nat_public_ips_count_prefix_sizes() -> None:
     assert prefix_size({"properties": {"prefixLength": 124, "publicIPAddressVersion": "IPv6"}}) == 0
     with pytest.raises(MalformedResponse):
         prefix_size({"properties": {}})
+
+
+def test_the_delayed_data_alert_watches_exactly_the_metrics_queried_every_cycle() -> None:
+    """A secondary metric is normally up to `secondary_interval` + Azure's lag old: in the alert it would fire on a
+    healthy exporter; a primary metric left out would go stale unnoticed."""
+    rules = yaml.safe_load((ROOT / "alerts" / "alerts.yml").read_text())
+    (expr,) = [r["expr"] for g in rules["groups"] for r in g["rules"] if r.get("alert") == "SnatAzureMetricsDelayed"]
+    match = re.search(r'metric=~"([^"]+)"', expr)
+    assert match is not None, expr
+    primary = {
+        mm.azure_name
+        for kind in (LOAD_BALANCERS, NAT_GATEWAYS)
+        for q in plan(kind)
+        if not q.secondary
+        for mm in q.metrics
+    }
+    assert set(match.group(1).split("|")) == primary
