@@ -15,6 +15,7 @@ from typing import Any, Literal
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
+from prometheus_client.samples import Sample
 
 MetricType = Literal["gauge", "counter", "info", "histogram"]
 
@@ -64,30 +65,49 @@ class MetricSpec:
         return Histogram(self.name, self.help, self.labels, registry=registry, buckets=buckets)
 
 
+class RowFamily(Metric):
+    """A snapshot family kept as rows (label values, value) rather than as client_python samples: the exposition
+    writes its lines straight from the rows (see exporter/exposition.py), which is several times faster than
+    client_python and holds no Sample object per series. ``samples`` builds them on demand for other readers."""
+
+    def __init__(self, spec: MetricSpec) -> None:
+        proto = spec.new_family()
+        super().__init__(proto.name, proto.documentation, proto.type, proto.unit)
+        self.spec = spec
+        self.rows: list[tuple[tuple[str, ...], float]] = []
+
+    @property
+    def samples(self) -> list[Sample]:
+        family: Any = self.spec.new_family()  # Gauge/Counter/InfoMetricFamily: each has add_metric
+        for values, value in self.rows:
+            family.add_metric(list(values), {} if self.spec.type == "info" else value)
+        return list(family.samples)
+
+    @samples.setter
+    def samples(self, _value: list[Sample]) -> None:
+        pass  # Metric.__init__ sets an empty list; the rows are the data
+
+
 class Families:
     """Builds the families of one snapshot: ``add(SPEC, {label: value}, value)`` in any order."""
 
     def __init__(self) -> None:
-        self._families: dict[str, Metric] = {}
-        self._specs: dict[str, MetricSpec] = {}
+        self._families: dict[str, RowFamily] = {}
+        self._label_sets: dict[str, frozenset[str]] = {}
 
     def declare(self, spec: MetricSpec) -> None:
         """Emit the family even if it ends up with no samples (HELP/TYPE stay visible)."""
         if spec.name not in self._families:
-            self._families[spec.name] = spec.new_family()
-            self._specs[spec.name] = spec
+            self._families[spec.name] = RowFamily(spec)
+            self._label_sets[spec.name] = frozenset(spec.labels)
 
     def add(self, spec: MetricSpec, labels: Mapping[str, str], value: float) -> None:
         self.declare(spec)
-        extra = set(labels) - set(spec.labels)
-        if extra:
+        if not self._label_sets[spec.name].issuperset(labels):
+            extra = set(labels) - set(spec.labels)
             raise KeyError(f"{spec.name}: labels {sorted(extra)} are not declared")
-        values = [str(labels.get(name, "")) for name in spec.labels]
-        family: Any = self._families[spec.name]  # Gauge/Counter/InfoMetricFamily: each has add_metric
-        if spec.type == "info":
-            family.add_metric(values, {})
-        else:
-            family.add_metric(values, value)
+        values = tuple([str(labels.get(name, "")) for name in spec.labels])
+        self._families[spec.name].rows.append((values, 1.0 if spec.type == "info" else value))
 
     def build(self) -> tuple[Metric, ...]:
         return tuple(self._families.values())

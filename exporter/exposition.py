@@ -12,7 +12,10 @@ A collector whose block cannot be rendered is left out of the scrape and counted
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import math
 import platform
 import time
 import zlib
@@ -20,15 +23,19 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.payload import Payload
 from prometheus_client import Counter
 from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import ALLOWUTF8
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
-from exporter.catalogue import Families, MetricSpec
+from exporter.catalogue import Families, MetricSpec, RowFamily
 from exporter.metrics import (
     BUILD_INFO,
     COLLECTOR_DATA_AGE,
@@ -38,6 +45,7 @@ from exporter.metrics import (
     COLLECTOR_STALE,
     COLLECTOR_SUCCESS,
 )
+from exporter.runtime import SCRAPES
 from exporter.store import AgeLines, CollectorState, Rendered, SampleTime, Snapshot, Store
 
 log = logging.getLogger("snat_exporter.exposition")
@@ -68,12 +76,85 @@ def _age_lines(spec: MetricSpec, samples: list[SampleTime]) -> AgeLines:
     if len(prefixes) != len(samples):
         raise ValueError(f"{spec.name}: rendered {len(prefixes)} lines for {len(samples)} samples")
     om_header = generate_openmetrics(_Families([spec.new_family()])).removesuffix(_EOF)
-    return AgeLines(header, om_header, prefixes, tuple(st.timestamp for st in samples))
+    # Series that share a timestamp (most do: the same few minutes) share their value, so a scrape writes each run
+    # as value.join(prefixes): one join per distinct timestamp instead of a concatenation per series.
+    runs: dict[float, list[bytes]] = {}
+    for prefix, st in zip(prefixes, samples, strict=True):
+        runs.setdefault(st.timestamp, []).append(prefix)
+    return AgeLines(header, om_header, tuple((ts, (*p, b"")) for ts, p in runs.items()))
+
+
+# Sample lines are the same bytes in both formats for these types (client_python writes each sample with the same
+# name, sorted labels, escaping and float format; the `_created` series are disabled in server.py).
+_SHARED_BODY_TYPES = frozenset({"gauge", "counter", "info"})
+
+
+def _header_length(text: bytes) -> int:
+    """Where the samples start in one family's text rendering: after ``# HELP`` and ``# TYPE`` (HELP escapes its
+    newlines, so each is one line)."""
+    return text.index(b"\n", text.index(b"\n") + 1) + 1
+
+
+@functools.cache
+def _headers(spec: MetricSpec) -> tuple[bytes, bytes]:
+    """The ``# HELP``/``# TYPE`` lines of a family in each format, as client_python writes them."""
+    empty = _Families([spec.new_family()])
+    return generate_latest(empty), generate_openmetrics(empty).removesuffix(_EOF)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    # Go's format is Python's repr except for infinities, NaN and positive values of 1e6 and more.
+    if type(value) is float and -math.inf < value < 1e6:
+        return repr(value)
+    return floatToGoString(value)
+
+
+_CHECKPOINT_LINES = 2_000  # about 2 ms of rendering
+
+
+def _rows_body(family: RowFamily) -> bytes:
+    """The sample lines of a row family, byte for byte what client_python writes (labels sorted by name, values
+    escaped, floats in Go's format): tests/test_exposition.py holds the two to each other."""
+    spec = family.spec
+    if not spec.labels:
+        return "".join(f"{spec.name} {_number(value)}\n" for _, value in family.rows).encode()
+    order = sorted(range(len(spec.labels)), key=lambda i: spec.labels[i])
+    # One %-template per family: name{a="%s",b="%s"} %s
+    template = spec.name + "{" + ",".join(f'{spec.labels[i]}="%s"' for i in order) + "} %s\n"
+    lines = []
+    for n, (values, value) in enumerate(family.rows):
+        if n % _CHECKPOINT_LINES == 0:
+            SCRAPES.checkpoint()
+        joined = "".join(values)  # one check for the usual case: nothing to escape
+        if "\\" in joined or "\n" in joined or '"' in joined:
+            lines.append(template % (*[_escape(values[i]) for i in order], _number(value)))
+        else:
+            lines.append(template % (*[values[i] for i in order], _number(value)))
+    return "".join(lines).encode()
+
+
+def _render_family(family: Metric) -> tuple[bytes, bytes, bytes]:
+    """(text header, OpenMetrics header, shared sample lines); see :class:`Rendered`."""
+    if isinstance(family, RowFamily) and family.type in _SHARED_BODY_TYPES:
+        text_header, om_header = _headers(family.spec)
+        return text_header, om_header, _rows_body(family)
+    text = generate_latest(_Families([family]))
+    if family.type in _SHARED_BODY_TYPES:
+        cut = _header_length(text)
+        empty = Metric(family.name, family.documentation, family.type, family.unit)
+        return text[:cut], generate_openmetrics(_Families([empty])).removesuffix(_EOF), text[cut:]
+    return text, generate_openmetrics(_Families([family])).removesuffix(_EOF), b""
 
 
 def render_snapshot(snapshot: Snapshot) -> Rendered:
-    families = _Families(snapshot.families)
-    om = generate_openmetrics(families)
+    parts = []
+    for family in snapshot.families:
+        SCRAPES.checkpoint()
+        parts.append(_render_family(family))
     groups: dict[str, tuple[MetricSpec, list[SampleTime]]] = {}
     for st in snapshot.sample_times:
         extra = {name for name, _ in st.labels} - set(st.spec.labels)
@@ -81,19 +162,16 @@ def render_snapshot(snapshot: Snapshot) -> Rendered:
             raise KeyError(f"{st.spec.name}: labels {sorted(extra)} are not declared")
         groups.setdefault(st.spec.name, (st.spec, []))[1].append(st)
     ages = tuple(_age_lines(spec, samples) for spec, samples in groups.values())
-    return Rendered(generate_latest(families), om.removesuffix(_EOF), ages)
+    return Rendered(tuple(p[0] for p in parts), tuple(p[1] for p in parts), tuple(p[2] for p in parts), ages)
 
 
-def render_ages(blocks: Iterable[Rendered], now: float, openmetrics: bool) -> bytes:
+def render_ages(blocks: Iterable[Rendered], now: float, openmetrics: bool) -> list[bytes]:
     out: list[bytes] = []
     for block in blocks:
         for group in block.ages:
             out.append(group.header_openmetrics if openmetrics else group.header_text)
-            out.extend(
-                p + repr(max(0.0, now - ts)).encode() + b"\n"
-                for p, ts in zip(group.prefixes, group.timestamps, strict=True)
-            )
-    return b"".join(out)
+            out.extend((repr(max(0.0, now - ts)).encode() + b"\n").join(prefixes) for ts, prefixes in group.runs)
+    return out
 
 
 def is_expired(state: CollectorState, now: float) -> bool:
@@ -143,20 +221,52 @@ class HealthCollector(Collector):
 
 @dataclass
 class _Static:
-    """The cached, per-snapshot part of a scrape, for one set of blocks."""
+    """The cached, per-snapshot part of a scrape, for one set of blocks: references to their bytes, not a copy."""
 
     blocks: tuple[Rendered, ...]
-    text: bytes
-    openmetrics: bytes
+    _chunks: dict[bool, tuple[list[bytes], int]] = field(default_factory=dict)
     _gzip: dict[bool, tuple[bytes, zlib._Compress]] = field(default_factory=dict)
+
+    def chunks(self, openmetrics: bool) -> tuple[list[bytes], int]:
+        """The blocks' chunks in one format, and their total length."""
+        if openmetrics not in self._chunks:
+            chunks = [c for block in self.blocks for c in block.chunks(openmetrics)]
+            self._chunks[openmetrics] = (chunks, sum(len(c) for c in chunks))
+        return self._chunks[openmetrics]
 
     def gzip_prefix(self, openmetrics: bool) -> tuple[bytes, zlib._Compress]:
         """The compressed static part and a compressor positioned after it (computed once per format)."""
         if openmetrics not in self._gzip:
-            compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip container
-            body = self.openmetrics if openmetrics else self.text
-            self._gzip[openmetrics] = (compressor.compress(body), compressor)
+            compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip container
+            prefix = b"".join(compressor.compress(c) for c in self.chunks(openmetrics)[0])
+            self._gzip[openmetrics] = (prefix, compressor)
         return self._gzip[openmetrics]
+
+
+class _Chunks(Payload):
+    """A response body sent as the cached chunks it is made of: joining them would copy the whole exposition
+    (megabytes at tens of thousands of series) for every scrape."""
+
+    def __init__(self, chunks: list[bytes], size: int, content_type: str):
+        super().__init__(chunks, content_type=content_type)
+        self._chunks = chunks
+        self._size = size
+        self._total = size
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return b"".join(self._chunks).decode(encoding, errors)
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+        left = self._total if content_length is None else content_length
+        for chunk in self._chunks:
+            if left <= 0:
+                break
+            if chunk:
+                await writer.write(chunk if len(chunk) <= left else chunk[:left])
+                left -= len(chunk)
 
 
 class MetricsEndpoint:
@@ -195,29 +305,48 @@ class MetricsEndpoint:
             or len(cached.blocks) != len(blocks)
             or any(a is not b for a, b in zip(cached.blocks, blocks, strict=True))
         ):
-            cached = _Static(tuple(blocks), b"".join(b.text for b in blocks), b"".join(b.openmetrics for b in blocks))
+            cached = _Static(tuple(blocks))
             self._static = cached
         return cached
 
-    def body(self, openmetrics: bool, gzip: bool) -> bytes:
-        now = self.clock()
-        static = self.static(now)
+    def tail(self, static: _Static, now: float, openmetrics: bool) -> bytes:
+        """What each scrape renders afresh: the data ages and the live registry (and ``# EOF``)."""
         ages = render_ages(static.blocks, now, openmetrics)
         if openmetrics:
-            tail = ages + generate_openmetrics(self.live)  # ends with # EOF
+            # Our names are all legacy-valid, so allow-utf-8 writes the same bytes, without client_python checking
+            # every character of every label name (a third of a scrape's time).
+            ages.append(generate_openmetrics(self.live, escaping=ALLOWUTF8))  # ends with # EOF
         else:
-            tail = ages + generate_latest(self.live)
-        if not gzip:
-            return (static.openmetrics if openmetrics else static.text) + tail
-        prefix, compressor = static.gzip_prefix(openmetrics)
-        finish = compressor.copy()
-        return prefix + finish.compress(tail) + finish.flush()
+            ages.append(generate_latest(self.live))
+        return b"".join(ages)
+
+    def body(self, openmetrics: bool, gzip: bool) -> tuple[list[bytes], int]:
+        """The response body as chunks, and its length."""
+        now = self.clock()
+        static = self.static(now)
+        tail = self.tail(static, now, openmetrics)
+        if gzip:
+            prefix, compressor = static.gzip_prefix(openmetrics)
+            finish = compressor.copy()
+            body = [prefix, finish.compress(tail), finish.flush()]
+            return body, sum(len(c) for c in body)
+        chunks, size = static.chunks(openmetrics)
+        return [*chunks, tail], size + len(tail)
 
     async def handle(self, request: web.Request) -> web.Response:
         accept = request.headers.get("Accept", "")
         openmetrics = "application/openmetrics-text" in accept
         gzip = "gzip" in request.headers.get("Accept-Encoding", "")
-        headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE}
-        if gzip:
-            headers["Content-Encoding"] = "gzip"
-        return web.Response(body=self.body(openmetrics, gzip), headers=headers)
+        content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+        headers = {"Content-Encoding": "gzip"} if gzip else {}
+        # Background threads pause while a scrape is served, until the loop has also written the response: the
+        # write runs right after this handler returns, before callbacks scheduled now.
+        SCRAPES.begin()
+        try:
+            chunks, size = self.body(openmetrics, gzip)
+        finally:
+            asyncio.get_running_loop().call_soon(SCRAPES.end)
+        response = web.Response(body=_Chunks(chunks, size, content_type), headers=headers)
+        # aiohttp's content type would otherwise be split into type and charset and written back differently.
+        response.headers["Content-Type"] = content_type
+        return response

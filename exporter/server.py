@@ -26,6 +26,7 @@ from exporter.config import Config
 from exporter.exposition import HealthCollector, MetricsEndpoint
 from exporter.identity import Identity, NoIdentity
 from exporter.metrics import COLLECTOR_ERRORS, EXPOSITION_ERRORS
+from exporter.runtime import tune_gc
 from exporter.store import Store
 from exporter.web import BasicAuth, WebConfig, headers_middleware, load_web_config
 
@@ -209,6 +210,7 @@ async def serve(config: Config) -> None:
     exporter = Exporter(config)
     try:
         await exporter.start()
+        tune_gc()
         sig = await signals.wait()
         log.info("shutting down", extra={"signal": sig.name})
     finally:

@@ -30,23 +30,37 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A snapshot's series as exposition text, in both formats (OpenMetrics without the ``# EOF`` that only
-    ends a whole scrape), so that a scrape does not re-render what has not changed."""
+    """A snapshot's series as exposition text, so that a scrape does not re-render what has not changed.
 
-    text: bytes
-    openmetrics: bytes
+    One entry per family: its header in each format, and its sample lines, which are the same bytes in the text
+    format and in OpenMetrics for gauges, counters and info series (only ``# HELP``/``# TYPE`` differ), so they
+    are kept once. A family of another type keeps its whole text in ``text_headers``/``openmetrics_headers`` and
+    an empty body. OpenMetrics comes without the ``# EOF`` that only ends a whole scrape."""
+
+    text_headers: tuple[bytes, ...] = ()
+    openmetrics_headers: tuple[bytes, ...] = ()
+    bodies: tuple[bytes, ...] = ()
     ages: tuple[AgeLines, ...] = ()
+
+    def chunks(self, openmetrics: bool) -> list[bytes]:
+        out: list[bytes] = []
+        for header, body in zip(
+            self.openmetrics_headers if openmetrics else self.text_headers, self.bodies, strict=True
+        ):
+            out.append(header)
+            out.append(body)
+        return out
 
 
 @dataclass(frozen=True)
 class AgeLines:
-    """The sample-time series of one family, pre-rendered up to the value, which each scrape appends
-    (now - timestamp): formatting 1,000 ages this way takes a millisecond instead of fifteen."""
+    """The sample-time series of one family, pre-rendered up to the value, which each scrape writes (now -
+    timestamp): ``runs`` holds, per distinct timestamp, the series' ``b'name{labels} '`` prefixes followed by an
+    empty one, so that ``value.join(prefixes)`` is every line of the run."""
 
     header_text: bytes
     header_openmetrics: bytes
-    prefixes: tuple[bytes, ...]  # b'name{labels} ' per series
-    timestamps: tuple[float, ...]
+    runs: tuple[tuple[float, tuple[bytes, ...]], ...]
 
 
 @dataclass

@@ -300,45 +300,50 @@ class Simulator:
         matched: _Matched,
         headers: dict[str, str],
     ) -> web.StreamResponse:
-        delay = sum(f.seconds for f in matched.of("latency"))
-        if delay > 0:
-            await asyncio.sleep(delay)
+        # The answer comes `delay` after the request, and is worked out meanwhile, as at Azure: on a machine shared
+        # with the client, working it out after the delay would land the simulator's CPU on the very moment the
+        # client reads the answer, and bill it to the client's figures.
+        loop = asyncio.get_running_loop()
+        answer_at = loop.time() + sum(f.seconds for f in matched.of("latency"))
+        try:
+            auth = request.headers.get("Authorization")
+            if matched.of("auth") or (auth is not None and not auth.lower().startswith("bearer ")):
+                message = next((f.message for f in matched.of("auth") if f.message), None)
+                headers["WWW-Authenticate"] = (
+                    f'Bearer authorization_uri="https://login.microsoftonline.com/{self.scenario.tenant_id}", '
+                    'error="invalid_token", error_description="The access token is invalid."'
+                )
+                raise ApiError(401, "InvalidAuthenticationToken", message or "The access token is invalid.")
 
-        auth = request.headers.get("Authorization")
-        if matched.of("auth") or (auth is not None and not auth.lower().startswith("bearer ")):
-            message = next((f.message for f in matched.of("auth") if f.message), None)
-            headers["WWW-Authenticate"] = (
-                f'Bearer authorization_uri="https://login.microsoftonline.com/{self.scenario.tenant_id}", '
-                'error="invalid_token", error_description="The access token is invalid."'
-            )
-            raise ApiError(401, "InvalidAuthenticationToken", message or "The access token is invalid.")
+            if operation in ("metrics", "arm"):
+                self._throttle(path, headers)
 
-        if operation in ("metrics", "arm"):
-            self._throttle(path, headers)
+            for fault in matched.of("status"):
+                if fault.retry_after is not None:
+                    headers["Retry-After"] = str(int(math.ceil(fault.retry_after)))
+                code = _ERROR_CODES.get(fault.status, "Error")
+                if fault.status == 429 and operation != "batch":
+                    code = "SubscriptionRequestsThrottled"
+                raise ApiError(fault.status, code, fault.message or f"Simulated {fault.status} ({code}).")
 
-        for fault in matched.of("status"):
-            if fault.retry_after is not None:
-                headers["Retry-After"] = str(int(math.ceil(fault.retry_after)))
-            code = _ERROR_CODES.get(fault.status, "Error")
-            if fault.status == 429 and operation != "batch":
-                code = "SubscriptionRequestsThrottled"
-            raise ApiError(fault.status, code, fault.message or f"Simulated {fault.status} ({code}).")
+            if request.method != "GET" and operation != "batch":
+                raise ApiError(405, "MethodNotAllowed", f"The method {request.method} is not allowed on {path}.")
+            if operation == "batch":
+                body: Any = self._batch(path, q, batch_body, raw_body, matched)
+            elif operation == "metrics":
+                body = self._metrics_list(path, q, matched)
+            else:
+                body = self._arm(path, q)
 
-        if request.method != "GET" and operation != "batch":
-            raise ApiError(405, "MethodNotAllowed", f"The method {request.method} is not allowed on {path}.")
-        if operation == "batch":
-            body: Any = self._batch(path, q, batch_body, raw_body, matched)
-        elif operation == "metrics":
-            body = self._metrics_list(path, q, matched)
-        else:
-            body = self._arm(path, q)
-
-        if matched.of("wrong_shape"):
-            body = _wrong_shape(operation)
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json; charset=utf-8"
-        if matched.of("malformed"):
-            data = data[: max(1, len(data) // 2)]
+            if matched.of("wrong_shape"):
+                body = _wrong_shape(operation)
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json; charset=utf-8"
+            if matched.of("malformed"):
+                data = data[: max(1, len(data) // 2)]
+        finally:
+            if answer_at > loop.time():
+                await asyncio.sleep(answer_at - loop.time())
         if matched.of("reset"):
             return await _reset_mid_body(request, data, headers)
         return web.Response(status=200, body=data, headers=headers)

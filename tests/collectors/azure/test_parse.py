@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 from azure.mgmt.monitor.models import Response
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.collectors.azure.config import AzureConfig
 from exporter.collectors.azure.discovery import lb_capacity, nat_ip_refs, parse_cluster, prefix_size
@@ -20,6 +22,7 @@ from exporter.collectors.azure.parse import (
     MalformedResponse,
     Point,
     format_timespan,
+    load_batch_json,
     merge_minutes,
     parse_batch,
     parse_metrics_json,
@@ -291,3 +294,54 @@ def test_the_delayed_data_alert_watches_exactly_the_metrics_queried_every_cycle(
         for mm in q.metrics
     }
     assert set(match.group(1).split("|")) == primary
+
+
+# ---------------------------------------------------------------------------------------- load_batch_json
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["values", "cost", "x"]), json_values, max_size=3),
+    st.sampled_from(["", " ", "\n  "]),
+)
+def test_a_batch_body_decodes_exactly_as_json_loads_does(doc: dict[str, Any], space: str) -> None:
+    compact = json.dumps(doc).encode()
+    spaced = json.dumps(doc, indent=1).replace("\n", "\n" + space).encode()
+    for raw in (compact, spaced, space.encode() + compact + space.encode()):
+        assert load_batch_json(raw) == json.loads(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"{",
+        b'{"values": [',
+        b'{"values": [{"a": 1},',
+        b'{"values": [{"a": 1}}',
+        b'{"values": [1 2]}',
+        b'{"values": []} x',
+        b'{"values": [] "x": 1}',
+        b"{values: []}",
+        b'{"values": [], }',
+        b"\xff\xfe\xfa",
+    ],
+)
+def test_a_broken_batch_body_is_refused_as_json_loads_refuses_it(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        json.loads(raw)
+    with pytest.raises(ValueError):
+        load_batch_json(raw)
+
+
+def test_the_real_batch_example_decodes_as_json_loads_does() -> None:
+    raw = shared_path("reference/azure-examples/metrics-batch-2024-02-01-MetricBatchExample2.json").read_bytes()
+    answer = json.dumps(json.loads(raw)["responses"]["200"]["body"], indent=2).encode()  # what the API returns
+    assert load_batch_json(answer) == json.loads(answer)
+    assert len(load_batch_json(answer)["values"]) == 3
