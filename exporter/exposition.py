@@ -17,6 +17,7 @@ import functools
 import logging
 import math
 import platform
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -226,6 +227,7 @@ class _Static:
     blocks: tuple[Rendered, ...]
     _chunks: dict[bool, tuple[list[bytes], int]] = field(default_factory=dict)
     _gzip: dict[bool, tuple[bytes, zlib._Compress]] = field(default_factory=dict)
+    _gzip_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def chunks(self, openmetrics: bool) -> tuple[list[bytes], int]:
         """The blocks' chunks in one format, and their total length."""
@@ -235,12 +237,20 @@ class _Static:
         return self._chunks[openmetrics]
 
     def gzip_prefix(self, openmetrics: bool) -> tuple[bytes, zlib._Compress]:
-        """The compressed static part and a compressor positioned after it (computed once per format)."""
-        if openmetrics not in self._gzip:
-            compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip container
-            prefix = b"".join(compressor.compress(c) for c in self.chunks(openmetrics)[0])
-            self._gzip[openmetrics] = (prefix, compressor)
-        return self._gzip[openmetrics]
+        """The compressed static part and a compressor positioned after it (computed once per format, by the first
+        caller; others wait for it)."""
+        with self._gzip_lock:
+            if openmetrics not in self._gzip:
+                compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip container
+                prefix = b"".join(compressor.compress(c) for c in self.chunks(openmetrics)[0])
+                self._gzip[openmetrics] = (prefix, compressor)
+            return self._gzip[openmetrics]
+
+    def has_gzip(self, openmetrics: bool) -> bool:
+        return openmetrics in self._gzip
+
+
+_WRITE_SLICE = 256 * 1024
 
 
 class _Chunks(Payload):
@@ -262,11 +272,12 @@ class _Chunks(Payload):
     async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
         left = self._total if content_length is None else content_length
         for chunk in self._chunks:
-            if left <= 0:
-                break
-            if chunk:
-                await writer.write(chunk if len(chunk) <= left else chunk[:left])
-                left -= len(chunk)
+            view = memoryview(chunk)[: max(0, left)]
+            left -= len(view)
+            # In slices: what the socket does not take at once is copied into the transport's buffer, and aiohttp
+            # waits for it to drain between writes, so a slow reader holds a slice, not megabytes, in memory.
+            for i in range(0, len(view), _WRITE_SLICE):
+                await writer.write(view[i : i + _WRITE_SLICE])
 
 
 class MetricsEndpoint:
@@ -323,7 +334,9 @@ class MetricsEndpoint:
     def body(self, openmetrics: bool, gzip: bool) -> tuple[list[bytes], int]:
         """The response body as chunks, and its length."""
         now = self.clock()
-        static = self.static(now)
+        return self._body(self.static(now), now, openmetrics, gzip)
+
+    def _body(self, static: _Static, now: float, openmetrics: bool, gzip: bool) -> tuple[list[bytes], int]:
         tail = self.tail(static, now, openmetrics)
         if gzip:
             prefix, compressor = static.gzip_prefix(openmetrics)
@@ -339,11 +352,19 @@ class MetricsEndpoint:
         gzip = "gzip" in request.headers.get("Accept-Encoding", "")
         content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         headers = {"Content-Encoding": "gzip"} if gzip else {}
+        now = self.clock()
+        static = self.static(now)
+        if gzip and not static.has_gzip(openmetrics):
+            # Compressing a new snapshot's exposition takes tens of milliseconds at 100,000 series: in a thread,
+            # once per snapshot and format, while the loop serves the other scrapes.
+            static.chunks(openmetrics)  # built here: the loop is its only writer
+            await asyncio.get_running_loop().run_in_executor(None, static.gzip_prefix, openmetrics)
+            now = self.clock()  # the ages are as of the answer
         # Background threads pause while a scrape is served, until the loop has also written the response: the
         # write runs right after this handler returns, before callbacks scheduled now.
         SCRAPES.begin()
         try:
-            chunks, size = self.body(openmetrics, gzip)
+            chunks, size = self._body(static, now, openmetrics, gzip)
         finally:
             asyncio.get_running_loop().call_soon(SCRAPES.end)
         response = web.Response(body=_Chunks(chunks, size, content_type), headers=headers)

@@ -26,7 +26,7 @@ from exporter.config import Config
 from exporter.exposition import HealthCollector, MetricsEndpoint
 from exporter.identity import Identity, NoIdentity
 from exporter.metrics import COLLECTOR_ERRORS, EXPOSITION_ERRORS
-from exporter.runtime import tune_gc
+from exporter.runtime import tune_interpreter
 from exporter.store import Store
 from exporter.web import BasicAuth, WebConfig, headers_middleware, load_web_config
 
@@ -210,7 +210,7 @@ async def serve(config: Config) -> None:
     exporter = Exporter(config)
     try:
         await exporter.start()
-        tune_gc()
+        tune_interpreter()
         sig = await signals.wait()
         log.info("shutting down", extra={"signal": sig.name})
     finally:

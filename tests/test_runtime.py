@@ -52,10 +52,10 @@ def test_a_threshold_set_in_the_environment_is_left_alone() -> None:
 # counts the full collections that the short-lived objects triggered: each one walks every live object.
 GC_PROBE = """
 import gc, sys
-from exporter.runtime import tune_gc
+from exporter.runtime import tune_interpreter
 kept = [{"series": [i]} for i in range(200_000)]  # the collector's caches, built during start-up and the first cycle
 if sys.argv[1] == "tune":
-    tune_gc()
+    tune_interpreter()
 full = []
 gc.callbacks.append(lambda phase, info: full.append(1) if phase == "start" and info["generation"] == 2 else None)
 for answer in range(40):  # each like a decoded Metrics answer: series with their dimensions and minutes

@@ -120,3 +120,11 @@ def test_failed_connections_stand_out() -> None:
     override = panel["fieldConfig"]["overrides"][0]
     assert override["matcher"] == {"id": "byRegexp", "options": ".*failed.*"}
     assert {"id": "color", "value": {"fixedColor": "red", "mode": "fixed"}} in override["properties"]
+
+
+def test_data_freshness_reads_the_metrics_that_the_delayed_data_alert_reads() -> None:
+    import yaml
+
+    rules = yaml.safe_load((ROOT / "alerts" / "alerts.yml").read_text())
+    alert = next(r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "SnatAzureMetricsDelayed")
+    assert f'metric=~"{generate.FRESH}"' in alert["expr"]

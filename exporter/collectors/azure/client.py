@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
@@ -41,7 +41,6 @@ from azure.core.pipeline.policies import (
 from azure.core.rest import HttpRequest
 from azure.mgmt.core import AsyncARMPipelineClient
 from azure.mgmt.core.policies import AsyncARMChallengeAuthenticationPolicy
-from azure.mgmt.monitor.aio import MonitorManagementClient
 from azure.monitor.querymetrics.aio import MetricsClient
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.registry import CollectorRegistry
@@ -49,6 +48,9 @@ from prometheus_client.registry import CollectorRegistry
 from exporter import __version__
 from exporter.collectors.azure import metrics as m
 from exporter.collectors.azure.config import AzureConfig, is_loopback_url
+
+if TYPE_CHECKING:
+    from azure.mgmt.monitor.aio import MonitorManagementClient
 
 log = logging.getLogger("snat_exporter.azure")
 
@@ -226,13 +228,8 @@ class AzureClients:
         }
         if config.credential == "none":
             common["authentication_policy"] = _NoAuthentication()
-        self.monitor = MonitorManagementClient(
-            self.credential,
-            config.subscription_id or "00000000-0000-0000-0000-000000000000",
-            base_url=config.arm_endpoint,
-            credential_scopes=[scope],
-            **common,
-        )
+        self._monitor: MonitorManagementClient | None = None
+        self._monitor_args: dict[str, Any] = {"credential_scopes": [scope], **common}
         auth: Any = (
             _NoAuthentication()
             if config.credential == "none"
@@ -309,10 +306,26 @@ class AzureClients:
         finally:
             OPERATION.reset(token)
 
+    @property
+    def monitor(self) -> MonitorManagementClient:
+        """The Metrics List client, made on first use: with getBatch working it is never needed, and its SDK (its
+        models and their serializer) costs about 5 MB of memory."""
+        if self._monitor is None:
+            from azure.mgmt.monitor import aio as monitor_sdk
+
+            self._monitor = monitor_sdk.MonitorManagementClient(
+                self.credential,
+                self.config.subscription_id or "00000000-0000-0000-0000-000000000000",
+                base_url=self.config.arm_endpoint,
+                **self._monitor_args,
+            )
+        return self._monitor
+
     async def close(self) -> None:
         batch = [c.close for c in self._batch.values()]
         self._batch.clear()
-        for closer in (self.monitor.close, self.arm.close, *batch, self.credential.close):
+        monitor = [self._monitor.close] if self._monitor is not None else []
+        for closer in (*monitor, self.arm.close, *batch, self.credential.close):
             try:
                 await closer()
             except Exception:  # shutdown goes on

@@ -61,6 +61,14 @@ class MetricMap:
     def series_labels(self, dims: Dimensions) -> dict[str, str]:
         return {label: fn(dims.get(dim, "")) for label, dim, fn in self.labels}
 
+    @functools.cached_property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(label for label, _, _ in self.labels)
+
+    def label_values(self, dims: Dimensions) -> tuple[str, ...]:
+        """The series' label values in ``label_names`` order: the compact key the collector keeps per series."""
+        return tuple([fn(dims.get(dim, "")) for _, dim, fn in self.labels])
+
 
 _FRONTEND = ("frontend_ip", "frontendipaddress", _same)
 _BACKEND = ("backend_ip", "backendipaddress", _same)
