@@ -297,7 +297,9 @@ class MetricsEndpoint:
             state.snapshot = None
         return state.rendered
 
-    def static(self, now: float) -> _Static:
+    def static(self, now: float, *, count: bool = True) -> _Static:
+        """The cached part for the collectors' current blocks; ``count``: a block that cannot be rendered is counted
+        (once per scrape) and logged."""
         blocks: list[Rendered] = []
         for state in self.store.states():
             if is_expired(state, now):
@@ -305,8 +307,9 @@ class MetricsEndpoint:
             try:
                 block = self._block(state)
             except Exception:
-                log.exception("cannot render collector", extra={"collector": state.name})
-                self.errors.labels(state.name).inc()
+                if count:
+                    log.exception("cannot render collector", extra={"collector": state.name})
+                    self.errors.labels(state.name).inc()
                 continue
             if block is not None:
                 blocks.append(block)
@@ -352,14 +355,17 @@ class MetricsEndpoint:
         gzip = "gzip" in request.headers.get("Accept-Encoding", "")
         content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         headers = {"Content-Encoding": "gzip"} if gzip else {}
+        if gzip:
+            warm = self.static(self.clock(), count=False)
+            if not warm.has_gzip(openmetrics):
+                # Compressing a new snapshot's exposition takes tens of milliseconds at 100,000 series: in a
+                # thread, once per snapshot and format, while the loop serves the other scrapes.
+                warm.chunks(openmetrics)  # built here: the loop is its only writer
+                await asyncio.get_running_loop().run_in_executor(None, warm.gzip_prefix, openmetrics)
+        # The data and the health series come from the same moment, with no await in between: a snapshot stored
+        # while the compression ran is served with the health that reports it (compressed here if so, rarely).
         now = self.clock()
         static = self.static(now)
-        if gzip and not static.has_gzip(openmetrics):
-            # Compressing a new snapshot's exposition takes tens of milliseconds at 100,000 series: in a thread,
-            # once per snapshot and format, while the loop serves the other scrapes.
-            static.chunks(openmetrics)  # built here: the loop is its only writer
-            await asyncio.get_running_loop().run_in_executor(None, static.gzip_prefix, openmetrics)
-            now = self.clock()  # the ages are as of the answer
         # Background threads pause while a scrape is served, until the loop has also written the response: the
         # write runs right after this handler returns, before callbacks scheduled now.
         SCRAPES.begin()

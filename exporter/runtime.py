@@ -69,8 +69,9 @@ class ScrapesFirst:
     at a time: a scrape sharing it with a busy thread waits up to a switch interval (5 ms) each time it gives the
     GIL up (every socket call), and four concurrent scrapes took 80 ms instead of 10 while a 20,000-series cycle was
     processed. So while a scrape is served, background threads pause at their next :meth:`checkpoint` (between two
-    resources, two families, a few thousand lines). A pause lasts at most ``pause_limit``, and is followed by as
-    long without one, so that back-to-back scrapes cannot starve the collection of more than half its time."""
+    resources, two families, a few thousand lines). A pause lasts at most ``pause_limit``; one that lasted that long is
+    followed by as long without one, so that back-to-back scrapes cannot starve the collection of more than half its
+    time."""
 
     def __init__(self, pause_limit: float = 0.05) -> None:
         self.pause_limit = pause_limit
@@ -93,8 +94,11 @@ class ScrapesFirst:
         """Called by background threads at points where pausing holds nothing a scrape needs."""
         if self._idle.is_set() or time.monotonic() < self._free_until:
             return
-        self._idle.wait(self.pause_limit)
-        self._free_until = time.monotonic() + self.pause_limit
+        if not self._idle.wait(self.pause_limit):
+            # Scrapes kept coming for a whole pause: the next stretch runs without one. Only then: scrapes arrive
+            # in bursts (several Prometheus servers, all fired at once), and the whole burst should find the
+            # background paused, not just its first scrape.
+            self._free_until = time.monotonic() + self.pause_limit
 
 
 SCRAPES = ScrapesFirst()

@@ -96,6 +96,24 @@ def test_background_work_waits_while_a_scrape_is_served() -> None:
     worker.join()
 
 
+def test_every_scrape_of_a_burst_finds_the_background_paused() -> None:
+    scrapes = ScrapesFirst(pause_limit=60.0)
+    for _ in range(3):  # scrapes one after the other, each short
+        scrapes.begin()
+        passed = threading.Event()
+
+        def background(done: threading.Event = passed) -> None:
+            scrapes.checkpoint()
+            done.set()
+
+        worker = threading.Thread(target=background)
+        worker.start()
+        assert not passed.wait(0.1)
+        scrapes.end()
+        assert passed.wait(10)
+        worker.join()
+
+
 def test_back_to_back_scrapes_cannot_stall_background_work() -> None:
     scrapes = ScrapesFirst(pause_limit=0.05)
     scrapes.begin()  # and never ends

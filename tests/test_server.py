@@ -9,7 +9,9 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
+from typing import Any
 
 import aiohttp
 import pytest
@@ -219,3 +221,27 @@ async def test_a_snapshot_is_rendered_once_not_per_scrape(running, clock) -> Non
     assert await exporter.runners["conntrack"].run_once()
     assert state.rendered is not rendered
     assert (await scrape(session, url))["snat_test_value{node=n1}"] == 3.0
+
+
+async def test_a_snapshot_stored_while_a_scrape_compresses_is_served_with_its_health(running, monkeypatch) -> None:
+    exporter, fake, url, session = running
+    from exporter import exposition
+
+    compressing, release = threading.Event(), threading.Event()
+    real = exposition._Static.gzip_prefix
+
+    def held(self: exposition._Static, openmetrics: bool) -> Any:
+        compressing.set()
+        release.wait(30)
+        return real(self, openmetrics)
+
+    monkeypatch.setattr(exposition._Static, "gzip_prefix", held)
+    loop = asyncio.get_running_loop()
+    scraping = asyncio.create_task(scrape(session, url))  # gzip: its first compression waits on `release`
+    assert await loop.run_in_executor(None, compressing.wait, 30)
+    assert await exporter.runners["conntrack"].run_once()  # the first snapshot arrives meanwhile
+    release.set()
+    m = await scraping
+    # Not "collector succeeded" next to no data: both as of the same moment.
+    assert m["snat_exporter_collector_success{collector=conntrack}"] == 1
+    assert m["snat_test_value{node=n1}"] == 1.0
