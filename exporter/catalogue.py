@@ -109,7 +109,7 @@ class Families:
         values = tuple([str(labels.get(name, "")) for name in spec.labels])
         self._families[spec.name].rows.append((values, 1.0 if spec.type == "info" else value))
 
-    def build(self) -> tuple[Metric, ...]:
+    def build(self) -> tuple[RowFamily, ...]:
         return tuple(self._families.values())
 
 

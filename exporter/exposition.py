@@ -71,29 +71,17 @@ def _age_lines(spec: MetricSpec, samples: list[SampleTime]) -> AgeLines:
         values = dict(st.labels)
         family.add_metric([values.get(name, "") for name in spec.labels], 0.0)  # type: ignore[attr-defined]
     lines = generate_latest(_Families([family])).splitlines(keepends=True)
-    header = b"".join(line for line in lines if line.startswith(b"#"))
+    header, om_header = _headers(spec)
     # prometheus_client writes "name{labels} 0.0": keep everything up to the value.
     prefixes = tuple(line[: -len(b"0.0\n")] for line in lines if not line.startswith(b"#"))
     if len(prefixes) != len(samples):
         raise ValueError(f"{spec.name}: rendered {len(prefixes)} lines for {len(samples)} samples")
-    om_header = generate_openmetrics(_Families([spec.new_family()])).removesuffix(_EOF)
     # Series that share a timestamp (most do: the same few minutes) share their value, so a scrape writes each run
     # as value.join(prefixes): one join per distinct timestamp instead of a concatenation per series.
     runs: dict[float, list[bytes]] = {}
     for prefix, st in zip(prefixes, samples, strict=True):
         runs.setdefault(st.timestamp, []).append(prefix)
     return AgeLines(header, om_header, tuple((ts, (*p, b"")) for ts, p in runs.items()))
-
-
-# Sample lines are the same bytes in both formats for these types (client_python writes each sample with the same
-# name, sorted labels, escaping and float format; the `_created` series are disabled in server.py).
-_SHARED_BODY_TYPES = frozenset({"gauge", "counter", "info"})
-
-
-def _header_length(text: bytes) -> int:
-    """Where the samples start in one family's text rendering: after ``# HELP`` and ``# TYPE`` (HELP escapes its
-    newlines, so each is one line)."""
-    return text.index(b"\n", text.index(b"\n") + 1) + 1
 
 
 @functools.cache
@@ -138,17 +126,11 @@ def _rows_body(family: RowFamily) -> bytes:
     return "".join(lines).encode()
 
 
-def _render_family(family: Metric) -> tuple[bytes, bytes, bytes]:
-    """(text header, OpenMetrics header, shared sample lines); see :class:`Rendered`."""
-    if isinstance(family, RowFamily) and family.type in _SHARED_BODY_TYPES:
-        text_header, om_header = _headers(family.spec)
-        return text_header, om_header, _rows_body(family)
-    text = generate_latest(_Families([family]))
-    if family.type in _SHARED_BODY_TYPES:
-        cut = _header_length(text)
-        empty = Metric(family.name, family.documentation, family.type, family.unit)
-        return text[:cut], generate_openmetrics(_Families([empty])).removesuffix(_EOF), text[cut:]
-    return text, generate_openmetrics(_Families([family])).removesuffix(_EOF), b""
+def _render_family(family: RowFamily) -> tuple[bytes, bytes, bytes]:
+    """(text header, OpenMetrics header, sample lines): a snapshot family is a gauge, counter or info family, whose
+    sample lines are the same bytes in both formats (the `_created` series are disabled in server.py)."""
+    text_header, om_header = _headers(family.spec)
+    return text_header, om_header, _rows_body(family)
 
 
 def render_snapshot(snapshot: Snapshot) -> Rendered:
@@ -334,12 +316,8 @@ class MetricsEndpoint:
             ages.append(generate_latest(self.live))
         return b"".join(ages)
 
-    def body(self, openmetrics: bool, gzip: bool) -> tuple[list[bytes], int]:
+    def body(self, static: _Static, now: float, openmetrics: bool, gzip: bool) -> tuple[list[bytes], int]:
         """The response body as chunks, and its length."""
-        now = self.clock()
-        return self._body(self.static(now), now, openmetrics, gzip)
-
-    def _body(self, static: _Static, now: float, openmetrics: bool, gzip: bool) -> tuple[list[bytes], int]:
         tail = self.tail(static, now, openmetrics)
         if gzip:
             prefix, compressor = static.gzip_prefix(openmetrics)
@@ -370,7 +348,7 @@ class MetricsEndpoint:
         # write runs right after this handler returns, before callbacks scheduled now.
         SCRAPES.begin()
         try:
-            chunks, size = self._body(static, now, openmetrics, gzip)
+            chunks, size = self.body(static, now, openmetrics, gzip)
         finally:
             asyncio.get_running_loop().call_soon(SCRAPES.end)
         response = web.Response(body=_Chunks(chunks, size, content_type), headers=headers)

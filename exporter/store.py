@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client.core import Metric
-
-from exporter.catalogue import MetricSpec
+from exporter.catalogue import MetricSpec, RowFamily
 
 
 @dataclass(frozen=True)
@@ -24,7 +22,7 @@ class SampleTime:
 
 @dataclass(frozen=True)
 class Snapshot:
-    families: tuple[Metric, ...] = ()
+    families: tuple[RowFamily, ...] = ()
     sample_times: tuple[SampleTime, ...] = ()
 
 
@@ -33,9 +31,8 @@ class Rendered:
     """A snapshot's series as exposition text, so that a scrape does not re-render what has not changed.
 
     One entry per family: its header in each format, and its sample lines, which are the same bytes in the text
-    format and in OpenMetrics for gauges, counters and info series (only ``# HELP``/``# TYPE`` differ), so they
-    are kept once. A family of another type keeps its whole text in ``text_headers``/``openmetrics_headers`` and
-    an empty body. OpenMetrics comes without the ``# EOF`` that only ends a whole scrape."""
+    format and in OpenMetrics for the gauges, counters and info series of a snapshot (only ``# HELP``/``# TYPE``
+    differ), so they are kept once. OpenMetrics comes without the ``# EOF`` that only ends a whole scrape."""
 
     text_headers: tuple[bytes, ...] = ()
     openmetrics_headers: tuple[bytes, ...] = ()

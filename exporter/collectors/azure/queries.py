@@ -58,9 +58,6 @@ class MetricMap:
     def counter(self) -> bool:
         return self.spec.type == "counter"
 
-    def series_labels(self, dims: Dimensions) -> dict[str, str]:
-        return {label: fn(dims.get(dim, "")) for label, dim, fn in self.labels}
-
     @functools.cached_property
     def label_names(self) -> tuple[str, ...]:
         return tuple(label for label, _, _ in self.labels)
