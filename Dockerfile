@@ -14,7 +14,7 @@ WORKDIR /src
 # The same constraints file as CI (`make deps`): the image runs the dependency versions the tests ran.
 # Only the runtime dependencies of pyproject.toml are installed; the dev extras never enter the image.
 COPY constraints.txt pyproject.toml README.md ./
-COPY exporter ./exporter
+COPY snat_exporter ./snat_exporter
 RUN /opt/snat-exporter/bin/pip install --constraint constraints.txt . \
  && /opt/snat-exporter/bin/pip uninstall --yes pip setuptools
 
@@ -23,7 +23,7 @@ FROM ${PYTHON_IMAGE}
 # A fixed glibc mmap threshold: each cycle allocates and frees multi-megabyte buffers (Azure answers, rendered
 # exposition), and glibc's dynamic threshold would otherwise move them onto a heap that fragments and is never
 # returned (measured at 1,200 resources: 284 MB RSS without it, 172 MB with it; docs/performance.md). The exporter
-# also fixes it at start-up (exporter/runtime.py); here glibc has it before the interpreter allocates anything.
+# also fixes it at start-up (snat_exporter/runtime.py); here glibc has it before the interpreter allocates anything.
 ENV PATH=/opt/snat-exporter/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

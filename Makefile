@@ -24,11 +24,11 @@ lint: deps
 	$(VENV)/bin/ruff format --check .
 
 typecheck: deps
-	$(VENV)/bin/mypy exporter bench tests dashboards
+	$(VENV)/bin/mypy snat_exporter bench tests dashboards
 
 # Regenerates everything that is generated from code (docs tables, dashboards, Kubernetes assets).
 generate: deps
-	$(PY) -m exporter.docs_gen
+	$(PY) -m snat_exporter.docs_gen
 	$(PY) -m dashboards.generate
 	$(PY) deploy/generate.py
 

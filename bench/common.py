@@ -109,7 +109,7 @@ def simulator(data: dict[str, Any]) -> Iterator[Proc]:
         path.write_text(yaml.safe_dump(data))
         port = free_port()
         popen = subprocess.Popen(
-            [PY, "-m", "exporter.simulator", "--scenario", str(path), "--listen", f"127.0.0.1:{port}"],
+            [PY, "-m", "snat_exporter.simulator", "--scenario", str(path), "--listen", f"127.0.0.1:{port}"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -146,7 +146,7 @@ def exporter(data: dict[str, Any], sim_url: str, **azure: Any) -> Iterator[Proc]
         path.write_text(yaml.safe_dump(config))
         port = free_port()
         popen = subprocess.Popen(
-            [PY, "-m", "exporter", "serve", "--config", str(path), "--listen", f"127.0.0.1:{port}"],
+            [PY, "-m", "snat_exporter", "serve", "--config", str(path), "--listen", f"127.0.0.1:{port}"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -35,10 +35,10 @@ for i in range(nip):
 COLLECT = r"""
 import asyncio, json, resource, sys, time
 from prometheus_client.registry import CollectorRegistry
-from exporter.collectors.base import CollectorContext
-from exporter.collectors.conntrack.collector import ConntrackCollector
-from exporter.config import load_config
-from exporter.identity import NoIdentity
+from snat_exporter.collectors.base import CollectorContext
+from snat_exporter.collectors.conntrack.collector import ConntrackCollector
+from snat_exporter.config import load_config
+from snat_exporter.identity import NoIdentity
 
 def rss_kb():
     for line in open("/proc/self/status"):

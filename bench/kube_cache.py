@@ -24,8 +24,8 @@ from typing import Any
 
 import kubernetes.client  # noqa: F401  (imported up front: the exporter process carries it, so "before" does too)
 
-from exporter.collectors.kube.cache import KubeIdentity, NodeIndex, PodIndex
-from exporter.simulator.kubeapi import KubeApiServer, node_object, pod_object
+from snat_exporter.collectors.kube.cache import KubeIdentity, NodeIndex, PodIndex
+from snat_exporter.simulator.kubeapi import KubeApiServer, node_object, pod_object
 
 TARGET_RSS_MB = 200.0
 LOOKUPS = 500_000
@@ -107,7 +107,7 @@ def through_server(n_pods: int) -> tuple[float, float, int]:
     """List n_pods from the fake API server with the real client (pages of 500); (seconds, RSS delta MB, lists)."""
     from kubernetes.client import ApiClient, Configuration, CoreV1Api
 
-    from exporter.collectors.kube.watch import Reflector
+    from snat_exporter.collectors.kube.watch import Reflector
 
     loop = asyncio.new_event_loop()
     server = KubeApiServer()

@@ -68,7 +68,7 @@ FAULTS: list[dict[str, Any]] = [
 
 SIMULATOR_CHILD = r"""
 import asyncio, json, sys, threading
-from exporter.simulator import Fault, Simulator, load_scenario
+from snat_exporter.simulator import Fault, Simulator, load_scenario
 
 async def main(path, port):
     sim = Simulator(load_scenario(path))
@@ -183,9 +183,9 @@ async def scrape(session: aiohttp.ClientSession, url: str) -> tuple[float, dict[
 
 
 async def soak(args: argparse.Namespace, lab: Any) -> int:
-    from exporter.config import load_config
-    from exporter.logs import setup_logging
-    from exporter.server import Exporter
+    from snat_exporter.config import load_config
+    from snat_exporter.logs import setup_logging
+    from snat_exporter.server import Exporter
 
     setup_logging("error")  # faults are logged once per streak; a soak log would only be noise here
     data = estate(args.load_balancers, args.nat_gateways, backends=args.backends)

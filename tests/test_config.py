@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import main
-from exporter.config import load_config
-from exporter.settings import ConfigError
+from snat_exporter.cli import main
+from snat_exporter.config import load_config
+from snat_exporter.settings import ConfigError
 
 SUB = "00000000-0000-0000-0000-000000000001"
 LB = f"/subscriptions/{SUB}/resourceGroups/MC_rg_aks_westeurope/providers/Microsoft.Network/loadBalancers/kubernetes"

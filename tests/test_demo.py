@@ -14,7 +14,7 @@ import urllib.request
 def test_demo_serves_snat_series_with_node_names_then_stops_on_sigterm() -> None:
     started = time.monotonic()
     with subprocess.Popen(
-        [sys.executable, "-m", "exporter", "demo", "--listen", "127.0.0.1:0"],
+        [sys.executable, "-m", "snat_exporter", "demo", "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

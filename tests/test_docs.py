@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.docs_gen import DOCS, GENERATED, README, readme_md
+from snat_exporter.docs_gen import DOCS, GENERATED, README, readme_md
 from tests.conftest import ROOT
 
 

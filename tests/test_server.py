@@ -17,11 +17,11 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.catalogue import Families, MetricSpec
-from exporter.collectors.base import CollectError
-from exporter.config import load_config
-from exporter.server import Exporter
-from exporter.store import SampleTime, Snapshot
+from snat_exporter.catalogue import Families, MetricSpec
+from snat_exporter.collectors.base import CollectError
+from snat_exporter.config import load_config
+from snat_exporter.server import Exporter
+from snat_exporter.store import SampleTime, Snapshot
 from tests.conftest import FakeClock
 
 VALUE = MetricSpec("snat_test_value", "gauge", "A test value.", ("node",), source="fake")
@@ -177,7 +177,7 @@ async def test_stop_closes_collectors(clock) -> None:
 
 def test_sigterm_exits_cleanly_within_seconds(tmp_path) -> None:
     with subprocess.Popen(
-        [sys.executable, "-m", "exporter", "serve", "--listen", "127.0.0.1:0"],
+        [sys.executable, "-m", "snat_exporter", "serve", "--listen", "127.0.0.1:0"],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -225,7 +225,7 @@ async def test_a_snapshot_is_rendered_once_not_per_scrape(running, clock) -> Non
 
 async def test_a_snapshot_stored_while_a_scrape_compresses_is_served_with_its_health(running, monkeypatch) -> None:
     exporter, fake, url, session = running
-    from exporter import exposition
+    from snat_exporter import exposition
 
     compressing, release = threading.Event(), threading.Event()
     real = exposition._Static.gzip_prefix

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from exporter.cli import main
-from exporter.config import load_config
-from exporter.server import Exporter
+from snat_exporter.cli import main
+from snat_exporter.config import load_config
+from snat_exporter.server import Exporter
 
 PASSWORD = "correct horse battery staple"
 

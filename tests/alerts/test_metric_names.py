@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from exporter.metrics import all_specs
+from snat_exporter.metrics import all_specs
 from tests.alerts.promql import label_values_selector, metric_names
 from tests.alerts.test_rules import ALERTS, RECORDS
 from tests.conftest import ROOT
@@ -67,4 +67,4 @@ def test_query_reads_only_known_series(where: str, expr: str) -> None:
     names = metric_names(expr)
     assert names, f"{where}: no metric found in {expr!r}"
     unknown = names - known_names()
-    assert not unknown, f"{where}: {sorted(unknown)} neither exported (exporter.metrics.all_specs) nor recorded"
+    assert not unknown, f"{where}: {sorted(unknown)} neither exported (snat_exporter.metrics.all_specs) nor recorded"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import DEFAULT_PORT
+from snat_exporter.config import DEFAULT_PORT
 from tests.conftest import ROOT
 
 
@@ -150,7 +150,7 @@ def test_entry_point_is_snat_exporter_serving_the_mounted_config(
     assert cmd.exec_form == ["serve", "--config", "/etc/snat-exporter/config.yaml"]
     assert any(i.args.split()[0].split("/")[0] == str(DEFAULT_PORT) for i in final.all("EXPOSE"))
     scripts = (ROOT / "pyproject.toml").read_text()
-    assert 'snat-exporter = "exporter.cli:main"' in scripts
+    assert 'snat-exporter = "snat_exporter.cli:main"' in scripts
 
 
 def _ignored(patterns: list[str], path: str) -> bool:
@@ -181,7 +181,7 @@ def test_build_context_holds_what_the_dockerfile_copies_and_nothing_secret(
             for source in copy.args.split()[:-1]:
                 assert (ROOT / source).exists(), f"COPY {source}: no such path"
                 assert not _ignored(patterns, source), f"COPY {source} is excluded by .dockerignore"
-    for path in (".git/config", ".venv/bin/python", "tests/conftest.py", "exporter/__pycache__/x.pyc", ".env"):
+    for path in (".git/config", ".venv/bin/python", "tests/conftest.py", "snat_exporter/__pycache__/x.pyc", ".env"):
         assert _ignored(patterns, path), f"{path} would be sent to the build"
-    assert not _ignored(patterns, "exporter/cli.py")
-    assert Path(ROOT / "exporter" / "cli.py").is_file()
+    assert not _ignored(patterns, "snat_exporter/cli.py")
+    assert Path(ROOT / "snat_exporter" / "cli.py").is_file()

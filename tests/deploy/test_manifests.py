@@ -17,8 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from exporter import __version__
-from exporter.config import DEFAULT_PORT, load_config
+from snat_exporter import __version__
+from snat_exporter.config import DEFAULT_PORT, load_config
 from tests.conftest import ROOT
 from tests.deploy.manifests import (
     ALL_TREES,
@@ -171,7 +171,7 @@ def test_shipped_configs_pass_check_config(
     path.write_text(_config_of(base, one(base, kind, name)))
     env = {"PATH": "/usr/bin:/bin"}  # no SNAT_EXPORTER_* from the developer's shell
     proc = subprocess.run(
-        [sys.executable, "-m", "exporter", "check-config", str(path)],
+        [sys.executable, "-m", "snat_exporter", "check-config", str(path)],
         capture_output=True,
         text=True,
         env=env,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.diagnose.capacity import (
+from snat_exporter.diagnose.capacity import (
     default_allocation,
     default_ports_per_ip,
     ips_needed,

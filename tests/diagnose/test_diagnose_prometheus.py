@@ -18,8 +18,8 @@ import aiohttp
 import jsonschema
 import pytest
 
-from exporter.cli import main
-from exporter.diagnose.report import SCHEMA_PATH
+from snat_exporter.cli import main
+from snat_exporter.diagnose.report import SCHEMA_PATH
 from tests.e2e.stack import Process, binary, free_port, wait_for
 
 SHOP_SUB, PAY_SUB = "8d2e6f10-3c4b-4a7e-b1d2-6c0f5e9a4b22", "2b7a9c44-1e5d-4f3a-8b6c-9d0e1f2a3c33"

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from exporter.simulator.kubeapi import KubeApiServer, pod_object, write_kubeconfig
+from snat_exporter.simulator.kubeapi import KubeApiServer, pod_object, write_kubeconfig
 from tests.e2e.stack import wait_for
 from tests.netns.lab import INET_IPS, POD_IPS, PYTHON, Lab, require_root
 
@@ -118,7 +118,7 @@ async def start_node_agent(tmp: Path, session: aiohttp.ClientSession, node: str)
             "kubernetes.pods": "true",
             "kubernetes.kubeconfig": kubeconfig,
         }
-        argv = [PYTHON, "-m", "exporter", "serve", "--listen", f"{lab.uplink_node_ip}:{AGENT_PORT}"]
+        argv = [PYTHON, "-m", "snat_exporter", "serve", "--listen", f"{lab.uplink_node_ip}:{AGENT_PORT}"]
         for key, value in settings.items():
             argv += ["--set", f"{key}={value}"]
         proc = lab.daemon(lab.node, argv, agent.log, env={"NODE_NAME": node})

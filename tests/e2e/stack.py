@@ -25,8 +25,8 @@ import pytest
 import yaml
 from aiohttp import web
 
-from exporter.config import load_config
-from exporter.server import Exporter
+from snat_exporter.config import load_config
+from snat_exporter.server import Exporter
 from tests.conftest import ROOT, FakeClock
 
 FOR_SHORT = "3s"
@@ -260,8 +260,8 @@ class Stack:
 async def start_exporter(tmp: Path, clock: FakeClock, scenario_name: str, *, kube: bool) -> tuple[Target, list[Any]]:
     """An exporter on the scenario's simulator (and on a Kubernetes API server with its nodes, for the node label).
     Returns the target and what to stop afterwards."""
-    from exporter.simulator import Simulator, exporter_settings, load_scenario
-    from exporter.simulator.kubeapi import KubeApiServer, scenario_nodes, write_kubeconfig
+    from snat_exporter.simulator import Simulator, exporter_settings, load_scenario
+    from snat_exporter.simulator.kubeapi import KubeApiServer, scenario_nodes, write_kubeconfig
 
     scenario = load_scenario(scenario_name)
     sim = Simulator(scenario, clock=clock)

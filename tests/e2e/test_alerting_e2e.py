@@ -18,7 +18,7 @@ import aiohttp
 import jsonschema
 import pytest
 
-from exporter.diagnose.report import SCHEMA_PATH
+from snat_exporter.diagnose.report import SCHEMA_PATH
 from tests.conftest import ROOT, FakeClock
 from tests.e2e.node_agent import BUSY_POD, RESOLVER, UDP_FLOWS, NodeAgent, start_node_agent
 from tests.e2e.stack import (
@@ -88,7 +88,7 @@ async def diagnose(prometheus: str, *args: str) -> tuple[int, dict[str, Any], st
     """`snat-exporter diagnose --prometheus URL --output json` as an SRE runs it: (exit code, report, stderr)."""
     proc = await asyncio.create_subprocess_exec(
         PYTHON,
-        *("-m", "exporter", "diagnose", "--prometheus", prometheus, "--output", "json", *args),
+        *("-m", "snat_exporter", "diagnose", "--prometheus", prometheus, "--output", "json", *args),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,

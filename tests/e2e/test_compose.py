@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.cli import build_parser
+from snat_exporter.cli import build_parser
 from tests.conftest import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"

@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.collectors.azure import discovery
-from exporter.collectors.azure.parse import MalformedResponse, parse_batch, parse_metrics_json, parse_response
-from exporter.collectors.conntrack.parse import (
+from snat_exporter.collectors.azure import discovery
+from snat_exporter.collectors.azure.parse import MalformedResponse, parse_batch, parse_metrics_json, parse_response
+from snat_exporter.collectors.conntrack.parse import (
     MalformedError,
     NetlinkErrorReply,
     TableParser,
@@ -35,7 +35,7 @@ from exporter.collectors.conntrack.parse import (
     parse_stats_cpu,
     parse_stats_global,
 )
-from exporter.settings import ConfigError
+from snat_exporter.settings import ConfigError
 from tests.collectors.conntrack import nlbuild as nb
 from tests.conftest import shared_path
 
@@ -304,7 +304,7 @@ web_text = st.one_of(
 @settings(max_examples=100, deadline=1000, derandomize=True)
 @given(yaml_text)
 def test_config_file(text: str) -> None:
-    from exporter.config import load_config
+    from snat_exporter.config import load_config
 
     with _file(text) as path:
         only((ConfigError,), lambda: load_config(path, environ={}))
@@ -313,7 +313,7 @@ def test_config_file(text: str) -> None:
 @settings(max_examples=100, deadline=1000, derandomize=True)
 @given(web_text)
 def test_web_config_file(text: str) -> None:
-    from exporter.web import load_web_config
+    from snat_exporter.web import load_web_config
 
     with _file(text) as path:
         only((ConfigError,), lambda: load_web_config(path))

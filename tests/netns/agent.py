@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from exporter.collectors.conntrack.__main__ import main
-from exporter.identity import NodeInfo, PodInfo
+from snat_exporter.collectors.conntrack.__main__ import main
+from snat_exporter.identity import NodeInfo, PodInfo
 
 
 class StubIdentity:

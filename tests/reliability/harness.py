@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.logs import LogfmtFormatter
+from snat_exporter.logs import LogfmtFormatter
 from tests.conftest import wait_until
 
 # /metrics must answer within this while a fault is active: it reads the last snapshot and never waits on a source.

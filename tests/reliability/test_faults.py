@@ -31,12 +31,12 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 
-from exporter.collectors.azure import client as azure_client
-from exporter.collectors.kube.collector import KubeCollector
-from exporter.config import load_config
-from exporter.server import Exporter
-from exporter.simulator import Fault, Simulator, exporter_settings, load_scenario
-from exporter.simulator.kubeapi import KubeApiServer, node_object, write_kubeconfig
+from snat_exporter.collectors.azure import client as azure_client
+from snat_exporter.collectors.kube.collector import KubeCollector
+from snat_exporter.config import load_config
+from snat_exporter.server import Exporter
+from snat_exporter.simulator import Fault, Simulator, exporter_settings, load_scenario
+from snat_exporter.simulator.kubeapi import KubeApiServer, node_object, write_kubeconfig
 from tests.conftest import FakeClock, is_root, wait_until
 from tests.reliability.harness import (
     SCRAPE_BUDGET,
@@ -455,7 +455,7 @@ async def kernel_procfs(row: Row, clock: FakeClock, tmp_path: Path, monkeypatch:
 
 
 def serve_subprocess(*args: str, user: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    cmd = [PYTHON, "-m", "exporter", "serve", "--listen", "127.0.0.1:0", *args]
+    cmd = [PYTHON, "-m", "snat_exporter", "serve", "--listen", "127.0.0.1:0", *args]
     if user is not None:
         if shutil.which("setpriv") is None:
             pytest.fail("setpriv (util-linux) is needed to drop privileges")

@@ -10,11 +10,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from exporter.collectors.azure import client as azure_client
-from exporter.config import load_config
-from exporter.server import Exporter
-from exporter.simulator import Fault, Simulator, exporter_settings, load_scenario
-from exporter.store import Snapshot
+from snat_exporter.collectors.azure import client as azure_client
+from snat_exporter.config import load_config
+from snat_exporter.server import Exporter
+from snat_exporter.simulator import Fault, Simulator, exporter_settings, load_scenario
+from snat_exporter.store import Snapshot
 from tests.conftest import FakeClock
 from tests.reliability.harness import captured_logs, scrape
 from tests.reliability.test_faults import FAKE_JWT, FAKE_SECRET, SwitchableCredential
@@ -92,7 +92,7 @@ class EchoingCollector:
         pass
 
     async def collect(self) -> Snapshot:
-        from exporter.collectors.base import CollectError
+        from snat_exporter.collectors.base import CollectError
 
         raise CollectError("auth", f"AADSTS7000215: Invalid client secret provided: {FAKE_SECRET}")
 

@@ -9,8 +9,8 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.monitor.aio import MonitorManagementClient
 
-from exporter.simulator import Scenario, Simulator, load_scenario
-from exporter.simulator.query import iso
+from snat_exporter.simulator import Scenario, Simulator, load_scenario
+from snat_exporter.simulator.query import iso
 from tests.conftest import FakeClock
 
 

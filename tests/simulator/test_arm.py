@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 
-from exporter.simulator import load_scenario
+from snat_exporter.simulator import load_scenario
 
 API = {"api-version": "2024-05-01"}
 

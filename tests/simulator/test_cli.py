@@ -1,4 +1,4 @@
-"""`snat-exporter simulate` / `python -m exporter.simulator` as a user runs them: a process, a URL, SIGTERM."""
+"""`snat-exporter simulate` / `python -m snat_exporter.simulator` as a user runs them: a process, a URL, SIGTERM."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 import aiohttp
 
-from exporter.simulator import load_scenario
+from snat_exporter.simulator import load_scenario
 
 DEADLINE = 20.0
 
@@ -19,7 +19,7 @@ async def test_simulate_prints_url_and_config_serves_and_stops_on_sigterm() -> N
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "exporter",
+        "snat_exporter",
         "simulate",
         "--scenario",
         "natgw",
@@ -59,7 +59,7 @@ async def test_bad_scenario_exits_2_naming_it(tmp_path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "exporter.simulator",
+        "snat_exporter.simulator",
         "--scenario",
         str(bad),
         stdout=asyncio.subprocess.PIPE,
@@ -72,8 +72,8 @@ async def test_bad_scenario_exits_2_naming_it(tmp_path) -> None:
 
 def test_production_modules_do_not_import_the_simulator() -> None:
     code = (
-        "import sys, exporter.cli, exporter.config, exporter.server\n"
-        "loaded = [m for m in sys.modules if m.startswith('exporter.simulator')]\n"
+        "import sys, snat_exporter.cli, snat_exporter.config, snat_exporter.server\n"
+        "loaded = [m for m in sys.modules if m.startswith('snat_exporter.simulator')]\n"
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=DEADLINE)

@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from exporter.simulator import Fault
+from snat_exporter.simulator import Fault
 from tests.conftest import shared_path
 from tests.simulator.conftest import timespan
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator import Simulator, builtin_scenarios, default_ports_per_backend, load_scenario
-from exporter.simulator.scenario import ScenarioError
+from snat_exporter.simulator import Simulator, builtin_scenarios, default_ports_per_backend, load_scenario
+from snat_exporter.simulator.scenario import ScenarioError
 from tests.conftest import FakeClock
 
 MINUTES = range(-60, 61)

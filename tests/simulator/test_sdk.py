@@ -16,7 +16,7 @@ from azure.core.exceptions import (
 )
 from azure.monitor.querymetrics.aio import MetricsClient
 
-from exporter.simulator import Fault, load_scenario
+from snat_exporter.simulator import Fault, load_scenario
 from tests.simulator.conftest import FakeCredential, error_code, error_message, header, timespan, with_headers
 
 SPLIT_ALL = "BackendIPAddress eq '*' and ProtocolType eq '*'"

@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collectors.azure.collector import AzureCollector
-from exporter.config import load_config
-from exporter.server import Exporter
-from exporter.simulator import Simulator, exporter_settings, load_scenario
+from snat_exporter.collectors.azure.collector import AzureCollector
+from snat_exporter.config import load_config
+from snat_exporter.server import Exporter
+from snat_exporter.simulator import Simulator, exporter_settings, load_scenario
 from tests.conftest import FakeClock
 
 SUB = "3c0f6b8e-1d2a-4c5b-9e7f-8a9b0c1d2e3f"

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.collectors.azure.collector import BATCH_REPROBE
-from exporter.collectors.azure.config import ResourceId
-from exporter.collectors.azure.discovery import Target
-from exporter.config import load_config
-from exporter.simulator import Fault
+from snat_exporter.collectors.azure.collector import BATCH_REPROBE
+from snat_exporter.collectors.azure.config import ResourceId
+from snat_exporter.collectors.azure.discovery import Target
+from snat_exporter.config import load_config
+from snat_exporter.simulator import Fault
 from tests.collectors.azure.rigs import SUB, Rig, estate
 
 # ------------------------------------------------------------------------------------------- same series

@@ -18,11 +18,11 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collectors.base import Runner
-from exporter.config import load_config
-from exporter.identity import NodeInfo, PodInfo
-from exporter.server import Exporter
-from exporter.simulator import Fault, Simulator, exporter_settings, load_scenario
+from snat_exporter.collectors.base import Runner
+from snat_exporter.config import load_config
+from snat_exporter.identity import NodeInfo, PodInfo
+from snat_exporter.server import Exporter
+from snat_exporter.simulator import Fault, Simulator, exporter_settings, load_scenario
 from tests.conftest import FakeClock
 
 Sample = tuple[str, dict[str, str], float]

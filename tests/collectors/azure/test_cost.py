@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from exporter.simulator import Fault
+from snat_exporter.simulator import Fault
 from tests.collectors.azure.rigs import estate
 
 

@@ -15,10 +15,10 @@ from azure.mgmt.monitor.models import Response
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.collectors.azure.config import AzureConfig
-from exporter.collectors.azure.discovery import lb_capacity, nat_ip_refs, parse_cluster, prefix_size
-from exporter.collectors.azure.ledger import Ledger
-from exporter.collectors.azure.parse import (
+from snat_exporter.collectors.azure.config import AzureConfig
+from snat_exporter.collectors.azure.discovery import lb_capacity, nat_ip_refs, parse_cluster, prefix_size
+from snat_exporter.collectors.azure.ledger import Ledger
+from snat_exporter.collectors.azure.parse import (
     MalformedResponse,
     Point,
     format_timespan,
@@ -28,7 +28,7 @@ from exporter.collectors.azure.parse import (
     parse_metrics_json,
     parse_response,
 )
-from exporter.collectors.azure.queries import LB_METRICS, LOAD_BALANCERS, NAT_GATEWAYS, NAT_METRICS, plan, protocol
+from snat_exporter.collectors.azure.queries import LB_METRICS, LOAD_BALANCERS, NAT_GATEWAYS, NAT_METRICS, plan, protocol
 from tests.conftest import ROOT, shared_path
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.cli import _overrides, build_parser
-from exporter.collectors.azure.config import AzureConfig
-from exporter.collectors.azure.shard import Shard, ShardError, resolve_shard, shard_of
-from exporter.config import load_config
-from exporter.settings import ConfigError
+from snat_exporter.cli import _overrides, build_parser
+from snat_exporter.collectors.azure.config import AzureConfig
+from snat_exporter.collectors.azure.shard import Shard, ShardError, resolve_shard, shard_of
+from snat_exporter.config import load_config
+from snat_exporter.settings import ConfigError
 from tests.collectors.azure.rigs import estate
 
 IDS = [
@@ -54,7 +54,7 @@ def test_growing_by_one_replica_moves_only_its_share() -> None:
 
 def test_the_same_shards_in_another_process_with_another_hash_seed() -> None:
     code = (
-        "import sys; from exporter.collectors.azure.shard import shard_of; "
+        "import sys; from snat_exporter.collectors.azure.shard import shard_of; "
         "print(','.join(str(shard_of(line.strip(), 5)) for line in sys.stdin))"
     )
     here = ",".join(str(shard_of(r, 5)) for r in IDS)

@@ -12,11 +12,11 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from exporter.collectors.base import CollectorContext
-from exporter.collectors.conntrack.aggregate import OutboundFilter, SourceResolver, summarise
-from exporter.collectors.conntrack.collector import ConntrackCollector
-from exporter.collectors.conntrack.config import DEFAULT_NON_MASQUERADE
-from exporter.config import load_config
+from snat_exporter.collectors.base import CollectorContext
+from snat_exporter.collectors.conntrack.aggregate import OutboundFilter, SourceResolver, summarise
+from snat_exporter.collectors.conntrack.collector import ConntrackCollector
+from snat_exporter.collectors.conntrack.config import DEFAULT_NON_MASQUERADE
+from snat_exporter.config import load_config
 from tests.collectors.conntrack.test_parse import PROC_LINES, PROC_STAT
 from tests.netns.agent import StubIdentity
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.collectors.conntrack.parse import (
+from snat_exporter.collectors.conntrack.parse import (
     MalformedError,
     NetlinkErrorReply,
     TableParser,
@@ -112,7 +112,7 @@ def build(flow: tuple, seq: int, pid: int) -> tuple[bytes, tuple]:
 
 
 def nb_state(proto: int, state: int) -> str:
-    from exporter.collectors.conntrack.parse import TCP_STATES
+    from snat_exporter.collectors.conntrack.parse import TCP_STATES
 
     return TCP_STATES[state] if proto == 6 else ""
 

@@ -9,11 +9,11 @@ from typing import Any, TypeVar
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.collectors.base import CollectorContext
-from exporter.collectors.kube.collector import KubeCollector
-from exporter.config import load_config
-from exporter.identity import NoIdentity
-from exporter.simulator.kubeapi import KubeApiServer, write_kubeconfig
+from snat_exporter.collectors.base import CollectorContext
+from snat_exporter.collectors.kube.collector import KubeCollector
+from snat_exporter.config import load_config
+from snat_exporter.identity import NoIdentity
+from snat_exporter.simulator.kubeapi import KubeApiServer, write_kubeconfig
 from tests.conftest import FakeClock
 
 T = TypeVar("T")
@@ -50,7 +50,7 @@ class Harness:
         return load_config(None, environ={}, overrides=overrides)
 
     def collector(self, environ: dict[str, str] | None = None, **settings: Any) -> KubeCollector:
-        from exporter.collectors.kube.watch import Backoff
+        from snat_exporter.collectors.kube.watch import Backoff
 
         config = self.config(**settings)
         context = CollectorContext(registry=self.registry, identity=NoIdentity(), clock=self.clock)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.collectors.kube.cache import KubeIdentity, NodeIndex, PodIndex, owner_workload
-from exporter.identity import NodeInfo
-from exporter.simulator.kubeapi import node_object, pod_object
+from snat_exporter.collectors.kube.cache import KubeIdentity, NodeIndex, PodIndex, owner_workload
+from snat_exporter.identity import NodeInfo
+from snat_exporter.simulator.kubeapi import node_object, pod_object
 from tests.collectors.kube.conftest import must
 
 

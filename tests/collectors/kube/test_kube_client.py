@@ -12,14 +12,14 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client import Configuration
 from prometheus_client import CollectorRegistry
 
-from exporter.collectors.base import CollectError, CollectorContext
-from exporter.collectors.kube.client import client_configuration
-from exporter.collectors.kube.collector import KubeCollector
-from exporter.config import load_config
-from exporter.identity import NoIdentity
-from exporter.server import Exporter
-from exporter.settings import ConfigError
-from exporter.simulator.kubeapi import KubeApiServer, node_object, pod_object, write_kubeconfig
+from snat_exporter.collectors.base import CollectError, CollectorContext
+from snat_exporter.collectors.kube.client import client_configuration
+from snat_exporter.collectors.kube.collector import KubeCollector
+from snat_exporter.config import load_config
+from snat_exporter.identity import NoIdentity
+from snat_exporter.server import Exporter
+from snat_exporter.settings import ConfigError
+from snat_exporter.simulator.kubeapi import KubeApiServer, node_object, pod_object, write_kubeconfig
 from tests.collectors.kube.conftest import must
 
 

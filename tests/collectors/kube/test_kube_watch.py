@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collectors.base import CollectError
-from exporter.server import Exporter
-from exporter.simulator.kubeapi import KubeApiServer, node_object, pod_object
+from snat_exporter.collectors.base import CollectError
+from snat_exporter.server import Exporter
+from snat_exporter.simulator.kubeapi import KubeApiServer, node_object, pod_object
 from tests.collectors.kube.conftest import Harness, must
 from tests.conftest import wait_until
 
@@ -305,11 +305,11 @@ async def test_watch_ending_at_its_timeout_resumes_from_the_final_bookmark(
 
 async def test_60_nodes_of_the_steady_scenario_all_resolve(harness: Harness, kubeapi: KubeApiServer) -> None:
     try:
-        from exporter.simulator.kubeapi import scenario_nodes
+        from snat_exporter.simulator.kubeapi import scenario_nodes
 
         nodes = scenario_nodes("steady")
     except Exception as exc:
-        pytest.fail(f"the Azure simulator's steady scenario is needed (exporter.simulator.scenario): {exc}")
+        pytest.fail(f"the Azure simulator's steady scenario is needed (snat_exporter.simulator.scenario): {exc}")
     assert len(nodes) == 60
     kubeapi.add(*nodes)
     collector = harness.collector(page_size=25)  # three pages

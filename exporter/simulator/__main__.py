@@ -1,3 +1,0 @@
-from exporter.simulator.cli import main
-
-raise SystemExit(main())

@@ -1,0 +1,3 @@
+from snat_exporter.cli import main
+
+raise SystemExit(main())

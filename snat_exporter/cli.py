@@ -1,0 +1,180 @@
+"""Command line: turns flags and the environment into a Config and starts the right thing; no other logic.
+
+Exit codes: 0 fine, 1 a runtime failure (or, for diagnose, a finding at warning or above), 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from snat_exporter import __version__
+from snat_exporter.config import Config, load_config
+from snat_exporter.logs import setup_logging
+from snat_exporter.settings import ConfigError, parse_listen
+
+EXIT_USAGE = 2
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in getattr(args, "set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError([(item, "--set takes KEY=VALUE, e.g. --set azure.interval=30s")])
+        out[key.strip()] = value
+    if getattr(args, "listen", None):
+        out["listen"] = args.listen
+    if getattr(args, "log_level", None):
+        out["log_level"] = args.log_level
+    if getattr(args, "shard", None):
+        out["azure.shard"] = args.shard
+    return out
+
+
+def _load(args: argparse.Namespace, path: str | None) -> Config:
+    return load_config(path, overrides=_overrides(args))
+
+
+def _print_config_errors(err: ConfigError) -> None:
+    for path, message in err.problems:
+        print(f"config error: {path}: {message}", file=sys.stderr)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from snat_exporter.runtime import fix_mmap_threshold
+    from snat_exporter.server import serve
+
+    config = _load(args, args.config)
+    setup_logging(config.log_level)
+    logging.getLogger("snat_exporter.server").debug("malloc", extra={"mmap_threshold": fix_mmap_threshold()})
+    asyncio.run(serve(config))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args, args.path)
+    enabled = ", ".join(config.enabled_collectors) or "none"
+    print(f"{args.path}: ok (collectors enabled: {enabled})")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from snat_exporter.simulator.cli import run_simulator
+
+    setup_logging(args.log_level or "info")
+    host, port = parse_listen(args.listen)
+    return run_simulator(args.scenario, host, port)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from snat_exporter.demo import run_demo
+    from snat_exporter.runtime import fix_mmap_threshold
+
+    setup_logging(args.log_level or "info")
+    fix_mmap_threshold()
+    host, port = parse_listen(args.listen)
+    return run_demo(args.scenario, host, port)
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from snat_exporter.diagnose.run import DiagnoseError, diagnose
+    from snat_exporter.settings import parse_duration, parse_url
+
+    setup_logging(args.log_level or "warning")
+    try:
+        since = parse_duration(args.since)
+    except ValueError as e:
+        raise ConfigError([("--since", str(e))]) from None
+    prometheus = None
+    if args.prometheus:
+        try:
+            prometheus = parse_url(args.prometheus)
+        except ValueError as e:
+            raise ConfigError([("--prometheus", str(e))]) from None
+    if args.cluster and not prometheus:
+        raise ConfigError([("--cluster", "only with --prometheus (the config's azure.cluster names the cluster)")])
+    config = _load(args, args.config)
+    try:
+        result = diagnose(config, prometheus=prometheus, since=since, output=args.output, cluster=args.cluster)
+    except DiagnoseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(result.text)
+    return result.exit_code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="snat-exporter",
+        description="Prometheus exporter for SNAT port usage on Azure Kubernetes Service.",
+    )
+    parser.add_argument("--version", action="version", version=f"snat-exporter {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override any setting by its dotted path, e.g. --set azure.interval=30s",
+        )
+        p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
+    p = sub.add_parser("serve", help="run the exporter")
+    p.add_argument("--config", help="YAML config file (see docs/configuration.md)")
+    p.add_argument("--listen", help="HOST:PORT of the HTTP server (overrides `listen`)")
+    p.add_argument("--shard", metavar="I/N", help="query the Azure metrics of shard I of N (overrides `azure.shard`)")
+    common(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check-config", help="validate a config file; exit 0, or 2 naming every bad field")
+    p.add_argument("path")
+    common(p)
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("simulate", help="run the Azure Monitor simulator alone")
+    p.add_argument("--scenario", default="steady", help="built-in scenario name or a scenario YAML path")
+    p.add_argument("--listen", default="127.0.0.1:9875", help="HOST:PORT (default 127.0.0.1:9875)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", help="the simulator and the exporter together on loopback, until Ctrl-C")
+    p.add_argument("--scenario", default="exhaustion", help="built-in scenario name or a scenario YAML path")
+    p.add_argument("--listen", default="127.0.0.1:9874", help="HOST:PORT of the exporter (default 127.0.0.1:9874)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "diagnose",
+        help="Microsoft's outbound-connectivity checklist in one report; exit 0 healthy, 1 warning or worse, 2 error",
+    )
+    p.add_argument("--config", help="exporter config: its azure section says which cluster to read")
+    p.add_argument("--prometheus", metavar="URL", help="read the exporter's series from this Prometheus instead")
+    p.add_argument(
+        "--cluster", metavar="NAME", help="with --prometheus: the AKS cluster to diagnose, when it has several"
+    )
+    p.add_argument("--since", default="1h", help="how far back to look for peaks and failures (default 1h)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    common(p)
+    p.set_defaults(func=cmd_diagnose)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as err:
+        _print_config_errors(err)
+        return EXIT_USAGE
+    except ValueError as err:  # a bad flag value (e.g. --listen) that argparse could not check
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

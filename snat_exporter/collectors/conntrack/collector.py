@@ -1,0 +1,289 @@
+"""The node conntrack collector: counters and the aggregated flow table of the node it runs on.
+
+Sources, by preference: ctnetlink (needs CAP_NET_ADMIN; works on kernels built without
+CONFIG_NF_CONNTRACK_PROCFS), then procfs (``/proc/net/nf_conntrack``, ``/proc/net/stat/nf_conntrack``). The entry
+count and limit also come from ``/proc/sys/net/netfilter``, which needs no privilege, so a collector without
+CAP_NET_ADMIN and without procfs access still says how full the table is. What cannot be read is logged once at
+start-up with the reason; the rest is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from snat_exporter.catalogue import Families
+from snat_exporter.collectors.base import CollectError, CollectorContext
+from snat_exporter.collectors.conntrack import netlink
+from snat_exporter.collectors.conntrack.aggregate import FlowSummary, OutboundFilter, SourceResolver, summarise
+from snat_exporter.collectors.conntrack.config import ConntrackConfig
+from snat_exporter.collectors.conntrack.metrics import (
+    DESTINATION_FLOWS,
+    DUMP_DURATION,
+    ENTRIES,
+    ENTRIES_LIMIT,
+    ENTRIES_READ,
+    MAX_PER_DESTINATION,
+    NETLINK_ERRORS,
+    OUTBOUND_FLOWS,
+    POD_FLOWS,
+    SLOW_PATH_ENTRIES,
+    SOURCE_INFO,
+    STATS,
+)
+from snat_exporter.collectors.conntrack.parse import (
+    FlowKey,
+    MalformedError,
+    parse_proc_int,
+    parse_proc_stat,
+    parse_proc_table,
+)
+from snat_exporter.config import Config
+from snat_exporter.store import Snapshot
+
+log = logging.getLogger("snat_exporter.conntrack")
+
+
+def node_name(configured: str | None) -> str:
+    return configured or os.environ.get("NODE_NAME") or socket.gethostname()
+
+
+@dataclass
+class Access:
+    """What this process can read, found at start-up."""
+
+    netlink: bool = False
+    netlink_why: str = ""
+    proc_table: bool = False
+    proc_table_why: str = ""
+    proc_stat: bool = False
+    proc_stat_why: str = ""
+
+
+@dataclass
+class Reading:
+    entries: int | None = None
+    limit: int | None = None
+    stats: dict[str, int] = field(default_factory=dict)
+    counters_source: str = "none"
+    table_source: str = "none"
+    flows: Counter[FlowKey] | None = None
+    local_addresses: set[str] = field(default_factory=set)
+
+
+class ConntrackCollector:
+    name = "conntrack"
+
+    def __init__(self, config: ConntrackConfig, context: CollectorContext):
+        self.config = config
+        self.context = context
+        self.node = node_name(config.node_name)
+        self.proc = Path(config.procfs_path)
+        self.access = Access()
+        registry = context.registry
+        self._duration = DUMP_DURATION.histogram(registry)
+        self._entries_read = ENTRIES_READ.counter(registry)
+        self._slow = SLOW_PATH_ENTRIES.counter(registry)
+        self._netlink_errors = NETLINK_ERRORS.counter(registry)
+        self._failing: tuple[str, str] | None = None
+
+    # ------------------------------------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        self.access = await asyncio.to_thread(self._probe)
+        self._announce()
+
+    async def collect(self) -> Snapshot:
+        reading = await asyncio.to_thread(self._read)
+        return self._snapshot(reading)
+
+    async def close(self) -> None:
+        pass  # every netlink request opens and closes its own socket
+
+    # ---------------------------------------------------------------------------------------------- probing
+    def _probe(self) -> Access:
+        access = Access()
+        if self.config.source in ("auto", "netlink"):
+            try:
+                netlink.read_count()
+                access.netlink = True
+            except PermissionError:
+                access.netlink_why = "permission denied: ctnetlink needs CAP_NET_ADMIN"
+            except OSError as e:
+                access.netlink_why = f"{errno.errorcode.get(e.errno or 0, 'error')}: {e.strerror or e}"
+        else:
+            access.netlink_why = "disabled by conntrack.source=procfs"
+        if self.config.source in ("auto", "procfs"):
+            access.proc_table, access.proc_table_why = _readable(self.proc / "net/nf_conntrack")
+            access.proc_stat, access.proc_stat_why = _readable(self.proc / "net/stat/nf_conntrack")
+        else:
+            access.proc_table_why = access.proc_stat_why = "disabled by conntrack.source=netlink"
+        return access
+
+    def _announce(self) -> None:
+        a = self.access
+        table = "netlink" if a.netlink else "procfs" if a.proc_table else "none"
+        counters = "netlink" if a.netlink else "procfs" if a.proc_stat else "sysctl count only"
+        log.info(
+            "conntrack sources",
+            extra={"node": self.node, "table": table, "counters": counters, "source": self.config.source},
+        )
+        if self.config.source != "auto" and (a.netlink or a.proc_table):
+            return  # the operator chose the source; the other one being off is not news
+        missing = []
+        if not a.netlink:
+            missing.append(f"netlink ({a.netlink_why})")
+        if not a.netlink and not a.proc_table:
+            missing.append(f"/proc/net/nf_conntrack ({a.proc_table_why})")
+        if not a.netlink and not a.proc_stat:
+            missing.append(f"/proc/net/stat/nf_conntrack ({a.proc_stat_why})")
+        if missing:
+            served = "flow table and counters from procfs" if table != "none" else "only the entry count and limit"
+            log.warning(
+                "conntrack: cannot read everything; serving what is readable",
+                extra={"node": self.node, "unreadable": "; ".join(missing), "serving": served},
+            )
+
+    # ---------------------------------------------------------------------------------------------- reading
+    def _read(self) -> Reading:
+        r = Reading()
+        a = self.access
+        if a.netlink:
+            try:
+                count = netlink.read_count()
+                r.entries = count.get("entries")
+                r.limit = count.get("limit")
+                r.stats, _cpus = netlink.read_stats()
+                r.counters_source = "netlink"
+            except (OSError, MalformedError) as e:
+                self._netlink_error(e, "counters", fallback=True)  # procfs or the sysctl count remain
+        if r.counters_source == "none" and a.proc_stat:
+            stats, entries = parse_proc_stat(self._read_text("net/stat/nf_conntrack"))
+            r.stats, r.counters_source = stats, "procfs"
+            r.entries = entries if r.entries is None else r.entries
+        if r.entries is None:
+            r.entries = self._sysctl("nf_conntrack_count")
+        if r.limit is None:
+            r.limit = self._sysctl("nf_conntrack_max")
+        r.local_addresses = self._local_addresses()
+        started = time.monotonic()
+        if a.netlink:
+            try:
+                dump = netlink.dump_table()
+                r.flows, r.table_source = dump.flows, "netlink"
+                self._entries_read.labels("netlink").inc(dump.entries)
+                if dump.slow_entries:
+                    self._slow.inc(dump.slow_entries)
+                self._failing = None
+            except (OSError, MalformedError, netlink.DumpInterrupted) as e:
+                self._netlink_error(e, "table", fallback=self.config.source == "auto" and a.proc_table)
+        if r.flows is None and a.proc_table:
+            with open(self.proc / "net/nf_conntrack") as f:
+                r.flows, r.table_source = parse_proc_table(f), "procfs"
+            self._entries_read.labels("procfs").inc(sum(r.flows.values()))
+        if r.flows is not None:
+            self._duration.labels(r.table_source).observe(time.monotonic() - started)
+        if r.table_source == "none" and r.counters_source == "none" and r.entries is None:
+            # The reason says which fix applies: a capability for a denial, a mount or a kernel option otherwise.
+            whys = [w for w in (a.netlink_why, a.proc_table_why, a.proc_stat_why) if w]
+            reason = "permission_denied" if any("permission denied" in w for w in whys) else "unavailable"
+            raise CollectError(reason, "no conntrack source is readable: " + "; ".join(whys))
+        return r
+
+    def _netlink_error(self, e: BaseException, what: str, *, fallback: bool) -> None:
+        if isinstance(e, PermissionError):
+            reason = "permission_denied"
+        elif isinstance(e, netlink.DumpInterrupted):
+            reason = "interrupted"
+        elif isinstance(e, MalformedError):
+            reason = "malformed"
+        elif isinstance(e, OSError) and e.errno == errno.ENOBUFS:
+            reason = "enobufs"
+        else:
+            reason = "error"
+        self._netlink_errors.labels(reason).inc()
+        if not fallback:
+            raise CollectError(reason, f"netlink {what}: {e}")  # the runner logs it, once per streak
+        # Logged once per streak of the same fault, like the runner does: a node must not log every 15 s.
+        level = logging.WARNING if self._failing != (what, reason) else logging.DEBUG
+        self._failing = (what, reason)
+        log.log(
+            level,
+            "conntrack netlink read failed, using procfs",
+            extra={"what": what, "reason": reason, "error": str(e)},
+        )
+
+    def _read_text(self, rel: str) -> str:
+        return (self.proc / rel).read_text()
+
+    def _sysctl(self, name: str) -> int | None:
+        try:
+            return parse_proc_int(self._read_text(f"sys/net/netfilter/{name}"))
+        except FileNotFoundError:
+            return None  # conntrack not loaded in this namespace: nothing to report, not a fault
+        except (OSError, MalformedError) as e:
+            log.debug("cannot read sysctl", extra={"name": name, "error": str(e)})
+            return None
+
+    def _local_addresses(self) -> set[str]:
+        try:
+            return netlink.local_addresses()
+        except (OSError, MalformedError) as e:
+            log.warning("cannot list the node's addresses", extra={"error": str(e)})
+            return set()
+
+    # ---------------------------------------------------------------------------------------------- series
+    def summarise(self, flows: Counter[FlowKey], local_addresses: set[str]) -> FlowSummary:
+        return summarise(
+            flows,
+            is_outbound=OutboundFilter(self.config.non_masquerade_cidrs, local_addresses),
+            source_of=SourceResolver(self.context.identity, local_addresses),
+            top_k=self.config.top_k,
+        )
+
+    def _snapshot(self, r: Reading) -> Snapshot:
+        f = Families()
+        node = {"node": self.node}
+        if r.entries is not None:
+            f.add(ENTRIES, node, r.entries)
+        if r.limit is not None:
+            f.add(ENTRIES_LIMIT, node, r.limit)
+        for name, value in r.stats.items():
+            f.add(STATS[name], node, value)
+        f.add(SOURCE_INFO, {**node, "table": r.table_source, "counters": r.counters_source}, 1)
+        if r.flows is not None:
+            s = self.summarise(r.flows, r.local_addresses)
+            for (proto, state, snat), n in sorted(s.by_state.items()):
+                f.add(OUTBOUND_FLOWS, {**node, "protocol": proto, "tcp_state": state, "snat": snat}, n)
+            for proto, n in sorted(s.max_per_destination.items()):
+                f.add(MAX_PER_DESTINATION, {**node, "protocol": proto}, n)
+            f.declare(DESTINATION_FLOWS)
+            for (dst, port, proto), n in s.destinations:
+                f.add(DESTINATION_FLOWS, {**node, "destination": dst, "port": port, "protocol": proto}, n)
+            f.declare(POD_FLOWS)
+            for (namespace, pod, workload), n in s.sources:
+                f.add(POD_FLOWS, {**node, "namespace": namespace, "pod": pod, "workload": workload}, n)
+        return Snapshot(f.build())
+
+
+def _readable(path: Path) -> tuple[bool, str]:
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+        return True, ""
+    except FileNotFoundError:
+        return False, f"{path} does not exist (kernel without CONFIG_NF_CONNTRACK_PROCFS?)"
+    except PermissionError:
+        return False, f"{path}: permission denied (readable by root only)"
+    except OSError as e:
+        return False, f"{path}: {e.strerror}"
+
+
+def create(config: Config, context: CollectorContext) -> ConntrackCollector:
+    return ConntrackCollector(config.conntrack, context)

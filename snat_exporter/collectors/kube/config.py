@@ -1,0 +1,38 @@
+"""Settings of the Kubernetes identity collector (section ``kubernetes``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from snat_exporter.settings import parse_int, setting
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    enabled: bool = setting(False, "Name nodes and pods behind IPs, from a list+watch cache of the API server.")
+    kubeconfig: str | None = setting(None, "Path of a kubeconfig file; in-cluster config when unset.")
+    nodes: bool = setting(True, "Watch nodes (InternalIP -> node, node pool, zone). The cluster exporter needs it.")
+    pods: bool = setting(
+        False,
+        "Watch pods (pod IP -> namespace, pod, workload). The node agent sets this and watches only its own node.",
+    )
+    node_name: str | None = setting(
+        None,
+        "Watch only pods on this node (field selector spec.nodeName). Default: $NODE_NAME when pods is true; "
+        "with neither, every pod of the cluster is watched.",
+    )
+    timeout: float = setting(30.0, "Deadline of one list request (one page) and of one collector run.")
+    watch_timeout: float = setting(
+        300.0,
+        "Server-side timeout of one watch request (it then resumes from its last resourceVersion, without a "
+        "relist); also how long a silently dead connection can go unnoticed.",
+    )
+    page_size: int = setting(
+        500, "Objects per page of a full list (limit/continue): bounds the memory of a relist.", parse=parse_int(1)
+    )
+    max_age: float = setting(600.0, "How long a cache that lost its watch keeps answering before it is dropped.")
+
+    def validate(self) -> Iterator[tuple[str, str]]:
+        if self.enabled and not (self.nodes or self.pods):
+            yield "nodes", "enabled with neither nodes nor pods: nothing to watch"

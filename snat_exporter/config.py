@@ -1,0 +1,97 @@
+"""The exporter's configuration: one immutable object, built and validated once at start-up.
+
+Precedence: command-line flags over ``SNAT_EXPORTER_*`` environment variables over the YAML file over defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from snat_exporter.collectors.azure.config import AzureConfig
+from snat_exporter.collectors.conntrack.config import ConntrackConfig
+from snat_exporter.collectors.kube.config import KubernetesConfig
+from snat_exporter.settings import (
+    ConfigError,
+    apply_overrides,
+    build_section,
+    env_overrides,
+    parse_choice,
+    parse_listen,
+    setting,
+)
+
+DEFAULT_PORT = 9874
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: tuple[str, int] = setting(
+        ("0.0.0.0", DEFAULT_PORT), "Address of the HTTP server (/metrics, /healthz, /readyz, /).", parse=parse_listen
+    )
+    log_level: str = setting(
+        "info", "`debug`, `info`, `warning` or `error`.", parse=parse_choice("debug", "info", "warning", "error")
+    )
+    web_config_file: str | None = setting(
+        None, "Prometheus exporter-toolkit web config (TLS, basic auth) for the HTTP server."
+    )
+    azure: AzureConfig = setting(default_factory=AzureConfig, doc="Azure Monitor collector.")
+    kubernetes: KubernetesConfig = setting(default_factory=KubernetesConfig, doc="Kubernetes identity.")
+    conntrack: ConntrackConfig = setting(default_factory=ConntrackConfig, doc="Node conntrack collector.")
+
+    def validate(self) -> Iterator[tuple[str, str]]:
+        if self.web_config_file is None:
+            return
+        if not Path(self.web_config_file).is_file():
+            yield "web_config_file", f"no such file: {self.web_config_file}"
+            return
+        from snat_exporter.web import load_web_config
+
+        try:
+            load_web_config(self.web_config_file)
+        except ConfigError as e:
+            yield from e.problems
+
+    @property
+    def enabled_collectors(self) -> list[str]:
+        return [name for name in ("azure", "kubernetes", "conntrack") if getattr(self, name).enabled]
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError([("(file)", f"cannot read {path}: {e.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError([("(file)", f"{path} is not valid YAML{where}")]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([("(top level)", f"expected a mapping, got {type(data).__name__}")])
+    return data
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """File, then environment, then ``overrides`` (dotted paths from flags). Raises ConfigError naming each field."""
+    raw: dict[str, Any] = read_yaml(path) if path is not None else {}
+    problems: list[tuple[str, str]] = []
+    problems += apply_overrides(raw, Config, env_overrides(Config, os.environ if environ is None else environ))
+    problems += apply_overrides(raw, Config, overrides or {})
+    config = build_section(Config, raw, "", problems)
+    if problems:
+        raise ConfigError(problems)
+    return config

@@ -1,0 +1,217 @@
+"""The exporter process: builds the registry, the store and the collectors, serves HTTP, shuts down cleanly.
+
+Routes: ``/metrics`` (Prometheus text, or OpenMetrics when asked), ``/healthz`` (the process answers),
+``/readyz`` (started), and ``/`` (a landing page listing each collector with its last success and last error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import ProcessCollector, disable_created_metrics
+from prometheus_client.registry import CollectorRegistry
+
+from snat_exporter import __version__
+from snat_exporter.collectors import COLLECTORS, factory_module
+from snat_exporter.collectors.base import Collector, CollectorContext, Runner
+from snat_exporter.config import Config
+from snat_exporter.exposition import HealthCollector, MetricsEndpoint
+from snat_exporter.identity import Identity, NoIdentity
+from snat_exporter.metrics import COLLECTOR_ERRORS, EXPOSITION_ERRORS
+from snat_exporter.runtime import tune_interpreter
+from snat_exporter.store import Store
+from snat_exporter.web import BasicAuth, WebConfig, headers_middleware, load_web_config
+
+log = logging.getLogger("snat_exporter.server")
+
+SHUTDOWN_GRACE = 5.0
+
+# `_created` series double the counter lines and no dashboard or rule here reads them.
+disable_created_metrics()
+
+
+class Exporter:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        collectors: list[Collector] | None = None,
+    ):
+        self.config = config
+        self.clock = clock
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.store = Store()
+        self.errors = COLLECTOR_ERRORS.counter(self.registry)
+        # The exporter's own RSS, CPU and open fds: what an SRE checks first when the exporter itself misbehaves.
+        ProcessCollector(registry=self.registry)
+        exposition_errors = EXPOSITION_ERRORS.counter(self.registry)
+        # The registry holds what changes every scrape; snapshots are rendered once and cached by the endpoint.
+        self.registry.register(HealthCollector(self.store, exposition_errors, clock=clock))
+        self.metrics = MetricsEndpoint(self.store, self.registry, exposition_errors, clock=clock)
+        self.identity: Identity = NoIdentity()
+        self.collectors: list[Collector] = collectors if collectors is not None else self._create_collectors()
+        self.runners: dict[str, Runner] = {}
+        for collector in self.collectors:
+            section = getattr(config, collector.name, None)
+            interval = getattr(section, "interval", 15.0)
+            state = self.store.register(collector.name, interval, getattr(section, "max_age", 10 * interval))
+            self.runners[collector.name] = Runner(
+                collector, state, self.errors, timeout=getattr(section, "timeout", interval), clock=clock
+            )
+        # Read (and checked) once, before anything starts: a bad file must fail start-up, not a request.
+        self.web = load_web_config(config.web_config_file) if config.web_config_file else WebConfig()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self.ready = False
+        self.url = ""
+
+    def _create_collectors(self) -> list[Collector]:
+        out: list[Collector] = []
+        for name in COLLECTORS:
+            if not getattr(self.config, name).enabled:
+                continue
+            context = CollectorContext(registry=self.registry, identity=self.identity, clock=self.clock)
+            collector = factory_module(name).create(self.config, context)
+            # The Kubernetes collector is also the identity lookup of the collectors created after it.
+            lookup = getattr(collector, "identity", None)
+            if lookup is not None:
+                self.identity = lookup
+            out.append(collector)
+        return out
+
+    # ------------------------------------------------------------------------------------------------ HTTP
+    def make_app(self) -> web.Application:
+        middlewares: list[Any] = []
+        if self.web.users:
+            middlewares.append(BasicAuth(self.web.users).middleware)
+        if self.web.headers:
+            middlewares.append(headers_middleware(self.web.headers))
+        app = web.Application(middlewares=middlewares)
+        app.router.add_get("/metrics", self.metrics.handle)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/", self._index)
+        return app
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return web.Response(status=503, text="starting\n")
+        return web.Response(text="ready\n")
+
+    async def _index(self, request: web.Request) -> web.Response:
+        now = self.clock()
+        rows = []
+        for state in self.store.states():
+            last_ok = f"{now - state.last_success_at:.0f}s ago" if state.last_success_at is not None else "never"
+            status = {None: "pending", True: "ok", False: "failing"}[state.last_ok]
+            details = "".join(
+                f"<br><small>{html.escape(k)}: {html.escape(v)}</small>" for k, v in state.details.items()
+            )
+            rows.append(
+                f"<tr><td>{html.escape(state.name)}</td><td>{status}</td><td>{last_ok}</td>"
+                f"<td>{html.escape(state.last_error or '')}</td><td>{state.interval:g}s{details}</td></tr>"
+            )
+        body = (
+            "<!doctype html><html><head><title>snat-exporter</title></head><body>"
+            f"<h1>snat-exporter {html.escape(__version__)}</h1>"
+            '<p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> · '
+            '<a href="/readyz">/readyz</a></p>'
+            "<table border=1 cellpadding=4><tr><th>collector</th><th>status</th><th>last success</th>"
+            "<th>last error</th><th>interval</th></tr>"
+            + "".join(rows)
+            + "</table>"
+            + ("" if rows else "<p>No collector is enabled: see the configuration reference.</p>")
+            + "</body></html>"
+        )
+        return web.Response(text=body, content_type="text/html")
+
+    # ------------------------------------------------------------------------------------------- lifecycle
+    async def start(self, host: str | None = None, port: int | None = None, *, background: bool = True) -> str:
+        """Start collectors and the HTTP server; returns the base URL. ``port=0`` picks a free port.
+        ``background=False`` leaves the runs to the caller (tests call ``runners[name].run_once()``)."""
+        for collector in self.collectors:
+            await collector.start()
+        if background:
+            for name, runner in self.runners.items():
+                self._tasks.append(asyncio.create_task(runner.run_forever(), name=f"collector:{name}"))
+        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        bind_host, bind_port = self.config.listen
+        site = web.TCPSite(
+            self._runner,
+            host if host is not None else bind_host,
+            port if port is not None else bind_port,
+            ssl_context=self.web.ssl_context,
+        )
+        await site.start()
+        server: Any = site._server  # asyncio.Server: the only place the kernel-chosen port is visible
+        sockets = server.sockets if server is not None else []
+        actual = sockets[0].getsockname() if sockets else (bind_host, bind_port)
+        shown = "127.0.0.1" if actual[0] in ("0.0.0.0", "::") else actual[0]
+        scheme = "https" if self.web.ssl_context is not None else "http"
+        self.url = f"{scheme}://{shown}:{actual[1]}"
+        self.ready = True
+        log.info("serving", extra={"url": self.url, "collectors": ",".join(self.runners) or "none"})
+        return self.url
+
+    async def stop(self) -> None:
+        self.ready = False
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE)
+        self._tasks.clear()
+        for collector in reversed(self.collectors):
+            try:
+                await asyncio.wait_for(collector.close(), SHUTDOWN_GRACE)
+            except Exception:  # shutdown goes on whatever one collector does
+                log.warning("collector did not close cleanly", extra={"collector": collector.name}, exc_info=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class SignalWaiter:
+    """Catches SIGTERM and SIGINT from the moment it is created, so a signal during start-up is not lost."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._received: asyncio.Future[signal.Signals] = self._loop.create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if not self._received.done():
+            self._received.set_result(sig)
+
+    async def wait(self) -> signal.Signals:
+        try:
+            return await self._received
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(Exception):
+                    self._loop.remove_signal_handler(sig)
+
+
+async def serve(config: Config) -> None:
+    signals = SignalWaiter()
+    exporter = Exporter(config)
+    try:
+        await exporter.start()
+        tune_interpreter()
+        sig = await signals.wait()
+        log.info("shutting down", extra={"signal": sig.name})
+    finally:
+        await exporter.stop()

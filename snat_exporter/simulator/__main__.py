@@ -1,0 +1,3 @@
+from snat_exporter.simulator.cli import main
+
+raise SystemExit(main())
