@@ -24,16 +24,15 @@ lint: deps
 	$(VENV)/bin/ruff format --check .
 
 typecheck: deps
-	$(VENV)/bin/mypy snat_exporter bench tests dashboards
+	$(VENV)/bin/mypy snat_exporter bench tests
 
-# Regenerates everything that is generated from code (docs tables, dashboards, Kubernetes assets).
+# Regenerates everything that is generated from code (rules, dashboards, Kubernetes and Azure assets, docs tables)
+# with the default mixin config: the same command a user runs with theirs.
 generate: deps
-	$(PY) -m snat_exporter.docs_gen
-	$(PY) -m dashboards.generate
-	$(PY) deploy/generate.py
+	$(VENV)/bin/snat-exporter generate --out .
 
 check-generated: generate
-	git diff --exit-code -- docs deploy/kubernetes dashboards/out
+	git diff --exit-code -- README.md docs alerts deploy dashboards
 
 unit: deps
 	$(PY) -m pytest -q

@@ -108,6 +108,14 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from snat_exporter.generate.command import run_generate
+
+    return run_generate(args.config, Path(args.out), check=args.check)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="snat-exporter",
@@ -162,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", choices=("text", "json"), default="text")
     common(p)
     p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser(
+        "generate",
+        help="write the alert rules, PrometheusRules, Azure rule groups and dashboards for your monitoring stack",
+    )
+    p.add_argument("--config", help="mixin config: cluster label, job selectors, thresholds (docs/mixin.md)")
+    p.add_argument("--out", default=".", help="directory to write the generated tree into (default: .)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 naming each file that differs")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from snat_exporter.docs_gen import DOCS, GENERATED, README, readme_md
+from snat_exporter.generate.docs import DOCS, GENERATED, README, readme_md
 from tests.conftest import ROOT
 
 
 @pytest.mark.parametrize("name", sorted(GENERATED))
 def test_generated_reference_is_current(name: str) -> None:
-    committed = (DOCS / name).read_text()
+    committed = (ROOT / DOCS / name).read_text()
     assert committed == GENERATED[name](), f"docs/{name} is out of date: run `make generate`"
 
 
@@ -21,5 +21,5 @@ def test_readme_names_the_two_commands_and_links_the_references() -> None:
 
 
 def test_readme_reference_tables_are_current() -> None:
-    text = README.read_text()
+    text = (ROOT / README).read_text()
     assert text == readme_md(text), "README.md's generated tables are out of date: run `make generate`"

@@ -5,33 +5,24 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
 
-from deploy import generate
+from snat_exporter.generate import deploy, write
 from tests.conftest import ROOT
 from tests.deploy.manifests import OVERLAYS, Obj, of_kind, render, render_dir
 
 KPS = OVERLAYS["kube-prometheus-stack"]
 
 
-def test_committed_generated_files_match_a_fresh_generation() -> None:
-    problems = generate.differences(ROOT)
-    assert not problems, "\n".join(problems) + "\nrun: python deploy/generate.py"
+def rule_files() -> list[Path]:
+    return sorted((ROOT / "alerts").glob("*.yml"))
 
 
-def test_check_mode_is_what_ci_runs() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "deploy" / "generate.py"), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+def dashboard_files() -> list[Path]:
+    return sorted((ROOT / "dashboards" / "out").glob("*.json"))
 
 
 def _rules(objs: list[Obj]) -> dict[str, Obj]:
@@ -41,7 +32,7 @@ def _rules(objs: list[Obj]) -> dict[str, Obj]:
 def test_rendered_rules_are_the_rule_files() -> None:
     """Whatever alerts/*.yml holds (nothing yet, or the whole rule set) is exactly what the cluster will evaluate."""
     rendered = _rules(render(KPS))
-    files = generate.rule_files(ROOT)
+    files = rule_files()
     assert sorted(rendered) == sorted(p.relative_to(ROOT).as_posix() for p in files)
     for path in files:
         source = yaml.safe_load(path.read_text())
@@ -54,7 +45,7 @@ def test_rendered_dashboards_are_the_dashboard_files() -> None:
         for o in of_kind(render(KPS), "ConfigMap")
         if o["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
     }
-    files = generate.dashboard_files(ROOT)
+    files = dashboard_files()
     assert sorted(dashboards) == sorted(p.relative_to(ROOT).as_posix() for p in files)
     for path in files:
         configmap = dashboards[path.relative_to(ROOT).as_posix()]
@@ -69,7 +60,7 @@ def test_rendered_rules_pass_promtool(tmp_path: Path) -> None:
         pytest.fail("promtool is not installed (make system-deps installs the prometheus package)")
     rules = of_kind(render(KPS), "PrometheusRule")
     if not rules:
-        assert not generate.rule_files(ROOT)
+        assert not rule_files()
         return
     paths = []
     for rule in rules:
@@ -82,10 +73,10 @@ def test_rendered_rules_pass_promtool(tmp_path: Path) -> None:
 
 def test_generated_objects_fit_client_side_apply() -> None:
     """`kubectl apply` (client side) keeps a copy of each object in a 256 KiB annotation; bigger ones fail to apply."""
-    for path in sorted((ROOT / generate.GENERATED).glob("*.yaml")):
+    for path in sorted((ROOT / deploy.GENERATED).glob("*.yaml")):
         for obj in yaml.safe_load_all(path.read_text()):
             size = len(json.dumps(obj, separators=(",", ":")).encode())
-            assert size < generate.MAX_OBJECT_BYTES, f"{path.name}: {size} bytes; split it or apply --server-side"
+            assert size < deploy.MAX_OBJECT_BYTES, f"{path.name}: {size} bytes; split it or apply --server-side"
 
 
 # ------------------------------------------------------------------------------------------------ the generator
@@ -109,28 +100,28 @@ groups:
 DASHBOARD = '{\n  "title": "SNAT Activity",\n  "uid": "snat-activity",\n  "panels": []\n}\n'
 
 
+INPUTS = {
+    PurePosixPath("alerts/recording_rules.yml"): RULES,
+    PurePosixPath("dashboards/out/snat_activity.json"): DASHBOARD,
+}
+
+
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """A checkout with one rule file and one dashboard, plus a copy of the overlay to render them through."""
-    (tmp_path / "alerts").mkdir()
-    (tmp_path / "alerts" / "recording_rules.yml").write_text(RULES)
-    (tmp_path / "alerts" / "tests").mkdir()
-    (tmp_path / "alerts" / "tests" / "alerts.test.yml").write_text("rule_files: []\n")
-    (tmp_path / "dashboards" / "out").mkdir(parents=True)
-    (tmp_path / "dashboards" / "out" / "snat_activity.json").write_text(DASHBOARD)
+def overlay(tmp_path: Path) -> Path:
+    """A copy of the deploy tree without its generated files, to render generated objects through."""
     shutil.copytree(ROOT / "deploy" / "kubernetes", tmp_path / "deploy" / "kubernetes")
-    shutil.rmtree(tmp_path / generate.GENERATED)
+    shutil.rmtree(tmp_path / deploy.GENERATED)
     return tmp_path
 
 
-def test_generator_turns_rule_files_and_dashboards_into_objects(repo: Path) -> None:
-    changed = generate.write(repo)
+def test_generator_turns_rule_files_and_dashboards_into_objects(overlay: Path) -> None:
+    changed = write(overlay, deploy.render(INPUTS, folder="Networking"))
     assert {p.name for p in changed} == {
         "kustomization.yaml",
         "prometheusrule-recording-rules.yaml",
         "dashboard-snat-activity.yaml",
     }
-    objs = render_dir(repo / "deploy" / "kubernetes" / "overlays" / "kube-prometheus-stack")
+    objs = render_dir(overlay / "deploy" / "kubernetes" / "overlays" / "kube-prometheus-stack")
     (rule,) = of_kind(objs, "PrometheusRule")
     assert rule["metadata"]["name"] == "snat-exporter-recording-rules"
     assert rule["metadata"]["namespace"] == "snat-exporter"
@@ -138,43 +129,21 @@ def test_generator_turns_rule_files_and_dashboards_into_objects(repo: Path) -> N
     assert rule["spec"]["groups"] == yaml.safe_load(RULES)["groups"]
     (dashboard,) = [o for o in of_kind(objs, "ConfigMap") if "grafana_dashboard" in o["metadata"]["labels"]]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["annotations"]["grafana_folder"] == "Networking"
     assert dashboard["data"] == {"snat_activity.json": DASHBOARD}
-    text = (repo / generate.GENERATED / "prometheusrule-recording-rules.yaml").read_text()
+    text = (overlay / deploy.GENERATED / "prometheusrule-recording-rules.yaml").read_text()
     assert "expr: |\n" in text, "multi-line PromQL stays readable in the generated file"
 
 
-def test_generator_is_deterministic_and_check_reports_drift(repo: Path) -> None:
-    generate.write(repo)
-    first = {p: (repo / p).read_text() for p in generate.render(repo)}
-    assert generate.write(repo) == []
-    assert generate.differences(repo) == []
-    assert generate.main(["--check", "--root", str(repo)]) == 0
-    (repo / "alerts" / "recording_rules.yml").write_text(RULES.replace("0.99", "0.95"))
-    assert generate.differences(repo) == [f"{generate.GENERATED}/prometheusrule-recording-rules.yaml: out of date"]
-    assert generate.main(["--check", "--root", str(repo)]) == 1
-    generate.write(repo)
-    assert {p: (repo / p).read_text() for p in generate.render(repo)} != first
-
-
-def test_generator_removes_what_no_input_produces_any_more(repo: Path) -> None:
-    generate.write(repo)
-    (repo / "dashboards" / "out" / "snat_activity.json").unlink()
-    assert f"{generate.GENERATED}/dashboard-snat-activity.yaml: stale (no input produces it)" in generate.differences(
-        repo
-    )
-    generate.write(repo)
-    assert not (repo / generate.GENERATED / "dashboard-snat-activity.yaml").exists()
-    objs = render_dir(repo / "deploy" / "kubernetes" / "overlays" / "kube-prometheus-stack")
+def test_generator_is_deterministic_and_removes_what_no_input_produces_any_more(overlay: Path) -> None:
+    write(overlay, deploy.render(INPUTS))
+    assert write(overlay, deploy.render(INPUTS)) == []
+    only_rules = {k: v for k, v in INPUTS.items() if k.suffix == ".yml"}
+    changed = write(overlay, deploy.render(only_rules))
+    assert deploy.GENERATED / "dashboard-snat-activity.yaml" in changed
+    assert not (overlay / deploy.GENERATED / "dashboard-snat-activity.yaml").exists()
+    objs = render_dir(overlay / "deploy" / "kubernetes" / "overlays" / "kube-prometheus-stack")
     assert not [o for o in of_kind(objs, "ConfigMap") if "grafana_dashboard" in o["metadata"]["labels"]]
-
-
-def test_generator_with_no_inputs_still_renders(repo: Path) -> None:
-    shutil.rmtree(repo / "alerts")
-    shutil.rmtree(repo / "dashboards")
-    generate.write(repo)
-    objs = render_dir(repo / "deploy" / "kubernetes" / "overlays" / "kube-prometheus-stack")
-    assert not of_kind(objs, "PrometheusRule")
-    assert of_kind(objs, "DaemonSet")
 
 
 @pytest.mark.parametrize(
@@ -185,8 +154,6 @@ def test_generator_with_no_inputs_still_renders(repo: Path) -> None:
         ("groups: [\n", "not valid YAML"),
     ],
 )
-def test_generator_refuses_a_broken_rule_file(repo: Path, content: str, message: str) -> None:
-    (repo / "alerts" / "recording_rules.yml").write_text(content)
-    with pytest.raises(generate.GenerateError, match=message):
-        generate.render(repo)
-    assert generate.main(["--root", str(repo)]) == 2
+def test_generator_refuses_a_broken_rule_file(content: str, message: str) -> None:
+    with pytest.raises(deploy.GenerateError, match=message):
+        deploy.render({PurePosixPath("alerts/recording_rules.yml"): content})

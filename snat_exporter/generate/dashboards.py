@@ -1,24 +1,20 @@
-"""Generates the Grafana dashboards in dashboards/out/ with Grafana's Foundation SDK.
-
-    .venv/bin/python -m dashboards.generate            # rewrite dashboards/out/*.json
-    .venv/bin/python -m dashboards.generate --check    # exit 1 if a committed file differs
+"""The Grafana dashboards, built with Grafana's Foundation SDK from the mixin config.
 
 Two dashboards share one set of panels: "Cluster Overview" (an overview row, then the "Network: SNAT Activity"
-row) and a standalone "SNAT Activity" for teams that already have a Cluster Overview of their own. Queries read
-the recording rules of alerts/recording_rules.yml where one exists, so panels and alerts agree.
+row) and a standalone "SNAT Activity" for teams that already have a Cluster Overview of their own (they can also
+put the row into theirs: ``snat-exporter dashboards add-row``). Queries read the recording rules where one exists,
+so panels and alerts agree, and every query selects the cluster (``cluster_label``) and the scrape job of its
+source (``selectors``), like the rules.
 
-Variables: datasource; cluster (the `cluster` label your Prometheus adds by relabelling; "All" also matches
-series without the label, so a single-cluster Prometheus needs nothing); node; load balancer; NAT gateway.
+Variables: datasource; cluster (the cluster label your Prometheus adds by relabelling; "All" also matches series
+without the label, so a single-cluster Prometheus needs nothing); node; load balancer; NAT gateway.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from grafana_foundation_sdk.builders import bargauge, prometheus, stat, timeseries
@@ -28,15 +24,52 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-OUT = Path(__file__).resolve().parent / "out"
+from snat_exporter.collectors.azure.queries import every_cycle_metrics
+from snat_exporter.generate.mixin import MixinConfig, Thresholds
 
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
-# The Azure metrics asked every cycle, as SnatAzureMetricsDelayed selects them (tests/dashboards check the two agree).
-FRESH = "AllocatedSnatPorts|UsedSnatPorts|SnatConnectionCount|SNATConnectionCount|TotalConnectionCount|PacketDropCount|DatapathAvailability"
-CLUSTER = 'cluster=~"$cluster"'
-NODE = f'{CLUSTER}, node=~"$node"'
-LB = f'{NODE}, load_balancer=~"$load_balancer"'
-NATGW = f'{CLUSTER}, nat_gateway=~"$nat_gateway"'
+ROW_TITLE = "Network: SNAT Activity"
+
+
+def fresh_metrics_regex() -> str:
+    """The Azure metrics asked every cycle, as the freshness panel and SnatAzureMetricsDelayed select them."""
+    return "|".join(every_cycle_metrics())
+
+
+@dataclass(frozen=True)
+class Sel:
+    """The label matchers every query is built from: the cluster variable on the configured cluster label, and
+    the scrape job of the series' source."""
+
+    cluster: str
+    exporter: str
+    agent: str
+
+    @classmethod
+    def of(cls, mixin: MixinConfig) -> Sel:
+        cluster = f'{mixin.cluster_label}=~"$cluster"'
+        return cls(
+            cluster=cluster,
+            exporter=f"{cluster}, {mixin.selectors.cluster_exporter}",
+            agent=f"{cluster}, {mixin.selectors.node_agent}",
+        )
+
+    @property
+    def lb(self) -> str:
+        return f'{self.exporter}, node=~"$node", load_balancer=~"$load_balancer"'
+
+    @property
+    def natgw(self) -> str:
+        return f'{self.exporter}, nat_gateway=~"$nat_gateway"'
+
+    @property
+    def node(self) -> str:
+        return f'{self.agent}, node=~"$node"'
+
+
+def pct(ratio: float) -> str:
+    return f"{ratio * 100:g}%"
+
 
 GREEN, YELLOW, ORANGE, RED = "green", "yellow", "orange", "red"
 
@@ -181,22 +214,23 @@ def limits_dashed(panel: PanelBuilder) -> PanelBuilder:
 
 
 # ---------------------------------------------------------------------------------------------------- panels
-def snat_panels() -> list[PanelBuilder]:
+def snat_panels(s: Sel, t: Thresholds) -> list[PanelBuilder]:
     """The "Network: SNAT Activity" panels, in reading order."""
     return [
         graph(
             "SNAT port utilisation per node",
             "Load balancer SNAT ports used / allocated per node and protocol (Azure Monitor UsedSnatPorts / "
             "AllocatedSnatPorts, summed over frontend IPs; 2-10 minutes late). At 100% new outbound connections "
-            "from every pod on the node fail. Alerts: SnatPortsNearlyExhausted at 80%, SnatPortsExhausted at 99%.",
+            f"from every pod on the node fail. Alerts: SnatPortsNearlyExhausted at {pct(t.ports_used_ratio)}, "
+            f"SnatPortsExhausted at {pct(t.ports_exhausted_ratio)}.",
             [
                 Query(
-                    f"node:azure_lb_snat_ports_used_per_allocated:ratio{{{LB}}}",
+                    f"node:azure_lb_snat_ports_used_per_allocated:ratio{{{s.lb}}}",
                     "{{node}} {{protocol}}",
                 )
             ],
             unit="percentunit",
-            steps=[(None, GREEN), (0.8, ORANGE), (0.99, RED)],
+            steps=[(None, GREEN), (t.ports_used_ratio, ORANGE), (t.ports_exhausted_ratio, RED)],
             max_val=1,
         ),
         graph(
@@ -205,8 +239,8 @@ def snat_panels() -> list[PanelBuilder]:
             "A step down in allocated ports means the pool grew past a default-allocation boundary "
             "(50, 100, 200 ... nodes) or the outbound rule changed.",
             [
-                Query(f"node:azure_lb_snat_ports_used:sum{{{LB}}}", "{{node}} {{protocol}} used"),
-                Query(f"node:azure_lb_snat_ports_allocated:sum{{{LB}}}", "{{node}} {{protocol}} allocated"),
+                Query(f"node:azure_lb_snat_ports_used:sum{{{s.lb}}}", "{{node}} {{protocol}} used"),
+                Query(f"node:azure_lb_snat_ports_allocated:sum{{{s.lb}}}", "{{node}} {{protocol}} allocated"),
             ],
             unit="short",
             steps=[(None, GREEN), (1024, ORANGE)],
@@ -220,11 +254,11 @@ def snat_panels() -> list[PanelBuilder]:
             "free: any value above 0 pages (SnatLoadBalancerConnectionsFailing, SnatNatGatewayConnectionsFailing).",
             [
                 Query(
-                    f"sum without (instance) (node:azure_lb_snat_connections:rate5m{{{LB}}})",
+                    f"sum without (instance) (node:azure_lb_snat_connections:rate5m{{{s.lb}}})",
                     "{{node}} {{state}}",
                 ),
                 Query(
-                    f"sum without (instance) (nat_gateway:azure_natgw_snat_connections:rate5m{{{NATGW}}})",
+                    f"sum without (instance) (nat_gateway:azure_natgw_snat_connections:rate5m{{{s.natgw}}})",
                     "{{nat_gateway}} {{state}}",
                 ),
             ],
@@ -239,9 +273,9 @@ def snat_panels() -> list[PanelBuilder]:
             "limits: 50,000 per public IP to ONE destination (dashed; Azure only reports the total, so the total "
             "crossing it is a risk, not proof) and 2,000,000 per gateway.",
             [
-                Query(f"nat_gateway:azure_natgw_active_connections:sum{{{NATGW}}}", "{{nat_gateway}} active"),
+                Query(f"nat_gateway:azure_natgw_active_connections:sum{{{s.natgw}}}", "{{nat_gateway}} active"),
                 Query(
-                    f"50000 * azure_natgw_public_ips{{{NATGW}}}",
+                    f"50000 * azure_natgw_public_ips{{{s.natgw}}}",
                     "{{nat_gateway}} per-destination limit (50,000 x public IPs)",
                 ),
             ],
@@ -253,7 +287,7 @@ def snat_panels() -> list[PanelBuilder]:
             "NAT gateway dropped packets",
             "Packets the NAT gateway dropped per second (PacketDropCount, 5-minute rate). Sustained drops: see "
             "the SnatNatGatewayPacketsDropped runbook.",
-            [Query(f"nat_gateway:azure_natgw_dropped_packets:rate5m{{{NATGW}}}", "{{nat_gateway}}")],
+            [Query(f"nat_gateway:azure_natgw_dropped_packets:rate5m{{{s.natgw}}}", "{{nat_gateway}}")],
             unit="pps",
             steps=[(None, GREEN), (0.001, ORANGE)],
             threshold_lines=False,
@@ -261,26 +295,27 @@ def snat_panels() -> list[PanelBuilder]:
         graph(
             "Datapath availability",
             "Azure's own health of the outbound path: NAT gateway DatapathAvailability and load balancer "
-            "VipAvailability per frontend IP. Below 90% for 15 minutes pages (SnatNatGatewayDatapathAvailabilityLow).",
+            f"VipAvailability per frontend IP. Below {pct(t.natgw_datapath_availability_ratio)} for 15 minutes pages "
+            "(SnatNatGatewayDatapathAvailabilityLow).",
             [
-                Query(f"azure_natgw_datapath_availability_ratio{{{NATGW}}}", "NAT gateway {{nat_gateway}}"),
+                Query(f"azure_natgw_datapath_availability_ratio{{{s.natgw}}}", "NAT gateway {{nat_gateway}}"),
                 Query(
-                    f'azure_lb_data_path_availability_ratio{{{CLUSTER}, load_balancer=~"$load_balancer"}}',
+                    f'azure_lb_data_path_availability_ratio{{{s.exporter}, load_balancer=~"$load_balancer"}}',
                     "load balancer {{load_balancer}} {{frontend_ip}}",
                 ),
             ],
             unit="percentunit",
-            steps=[(None, RED), (0.9, ORANGE), (0.99, GREEN)],
+            steps=[(None, RED), (t.natgw_datapath_availability_ratio, ORANGE), (0.99, GREEN)],
             min_val=None,
             max_val=1,
         ),
         graph(
             "Conntrack table utilisation per node",
             "Entries in each node's conntrack table over nf_conntrack_max (node agent). When full, the kernel "
-            "drops the first packet of new connections. Alert: SnatConntrackTableNearlyFull at 75%.",
-            [Query(f"node:snat_conntrack_entries_per_limit:ratio{{{NODE}}}", "{{node}}")],
+            f"drops the first packet of new connections. Alert: SnatConntrackTableNearlyFull at {pct(t.conntrack_entries_ratio)}.",
+            [Query(f"node:snat_conntrack_entries_per_limit:ratio{{{s.node}}}", "{{node}}")],
             unit="percentunit",
-            steps=[(None, GREEN), (0.75, ORANGE), (0.9, RED)],
+            steps=[(None, GREEN), (t.conntrack_entries_ratio, ORANGE), (0.9, RED)],
             max_val=1,
         ),
         graph(
@@ -289,8 +324,8 @@ def snat_panels() -> list[PanelBuilder]:
             "rate). With SNAT this is the node running out of source ports for a destination: the client sees a "
             "connect timeout. Alert: SnatConntrackInsertFailing.",
             [
-                Query(f"node:snat_conntrack_insert_failed:rate5m{{{NODE}}}", "{{node}} insert_failed"),
-                Query(f"node:snat_conntrack_drop:rate5m{{{NODE}}}", "{{node}} drop"),
+                Query(f"node:snat_conntrack_insert_failed:rate5m{{{s.node}}}", "{{node}} insert_failed"),
+                Query(f"node:snat_conntrack_drop:rate5m{{{s.node}}}", "{{node}} drop"),
             ],
             unit="pps",
             steps=[(None, GREEN), (0.001, RED)],
@@ -301,15 +336,15 @@ def snat_panels() -> list[PanelBuilder]:
             "Most concurrent flows a node holds to a single destination, over the SNAT ports the load balancer "
             "allocated to it (node agent conntrack / Azure allocation). One port serves one destination at a "
             "time, so at 100% connections to that destination fail, seconds before Azure reports anything. "
-            "Load balancer clusters only. Alert: SnatDestinationPressureHigh at 80%.",
+            f"Load balancer clusters only. Alert: SnatDestinationPressureHigh at {pct(t.destination_pressure_ratio)}.",
             [
                 Query(
-                    f"node:snat_outbound_flows_max_per_destination_per_snat_ports_allocated:ratio{{{NODE}}}",
+                    f"node:snat_outbound_flows_max_per_destination_per_snat_ports_allocated:ratio{{{s.node}}}",
                     "{{node}} {{protocol}}",
                 )
             ],
             unit="percentunit",
-            steps=[(None, GREEN), (0.8, ORANGE), (1, RED)],
+            steps=[(None, GREEN), (t.destination_pressure_ratio, ORANGE), (1, RED)],
         ),
         graph(
             "Outbound flows by TCP state",
@@ -317,7 +352,7 @@ def snat_panels() -> list[PanelBuilder]:
             "time_wait flows mean many short connections: a workload that does not reuse connections.",
             [
                 Query(
-                    f'sum by (protocol, tcp_state) (snat_outbound_flows{{{NODE}, snat="true"}})',
+                    f'sum by (protocol, tcp_state) (snat_outbound_flows{{{s.node}, snat="true"}})',
                     "{{protocol}} {{tcp_state}}",
                 )
             ],
@@ -330,7 +365,7 @@ def snat_panels() -> list[PanelBuilder]:
             "Destinations (IP and port) with the most concurrent outbound flows, summed over the selected nodes "
             "(each node agent reports its top-K). Compare with the per-node allocation: 1,024 ports by default.",
             Query(
-                f"topk(10, sum by (destination, port, protocol) (snat_destination_flows{{{NODE}}}))",
+                f"topk(10, sum by (destination, port, protocol) (snat_destination_flows{{{s.node}}}))",
                 "{{destination}}:{{port}} {{protocol}}",
                 instant=True,
             ),
@@ -342,7 +377,7 @@ def snat_panels() -> list[PanelBuilder]:
             "Pods with the most concurrent outbound flows on the selected nodes (node agent, top-K per node): "
             "the first place to look for missing connection reuse.",
             Query(
-                f"topk(10, sum by (namespace, pod) (snat_pod_outbound_flows{{{NODE}}}))",
+                f"topk(10, sum by (namespace, pod) (snat_pod_outbound_flows{{{s.node}}}))",
                 "{{namespace}}/{{pod}}",
                 instant=True,
             ),
@@ -357,37 +392,38 @@ def snat_panels() -> list[PanelBuilder]:
             "the SNAT panels and alerts are behind (SnatExporterDataStale, SnatAzureMetricsDelayed).",
             [
                 Query(
-                    f"snat_exporter_collector_data_age_seconds{{{CLUSTER}}}",
+                    f"snat_exporter_collector_data_age_seconds{{{s.exporter}}} or "
+                    f"snat_exporter_collector_data_age_seconds{{{s.agent}}}",
                     "{{instance}} {{collector}} collector",
                 ),
                 Query(
-                    f'max by (resource_type, resource) (azure_metric_sample_age_seconds{{{CLUSTER}, metric=~"{FRESH}"}})',
+                    f'max by (resource_type, resource) (azure_metric_sample_age_seconds{{{s.exporter}, metric=~"{fresh_metrics_regex()}"}})',
                     "Azure {{resource_type}} {{resource}}",
                 ),
             ],
             unit="s",
-            steps=[(None, GREEN), (600, ORANGE), (900, RED)],
+            steps=[(None, GREEN), (t.azure_metric_age * 2 / 3, ORANGE), (t.azure_metric_age, RED)],
             width=24,
         ),
     ]
 
 
-def overview_panels() -> list[PanelBuilder]:
+def overview_panels(s: Sel, t: Thresholds) -> list[PanelBuilder]:
     return [
         single_stat(
             "Worst node SNAT port utilisation",
             "The highest SNAT port utilisation of any node on the selected load balancers (used / allocated).",
-            Query(f"max(node:azure_lb_snat_ports_used_per_allocated:ratio{{{LB}}})", "worst node"),
+            Query(f"max(node:azure_lb_snat_ports_used_per_allocated:ratio{{{s.lb}}})", "worst node"),
             unit="percentunit",
-            steps=[(None, GREEN), (0.8, ORANGE), (0.99, RED)],
+            steps=[(None, GREEN), (t.ports_used_ratio, ORANGE), (t.ports_exhausted_ratio, RED)],
         ),
         single_stat(
             "Failed SNAT connections",
             "Failed SNAT connections per second, all nodes and NAT gateways (5-minute rate). Anything above 0 "
             "means some pod could not connect out.",
             Query(
-                f'sum(node:azure_lb_snat_connections:rate5m{{{LB}, state="failed"}}) or '
-                f'sum(nat_gateway:azure_natgw_snat_connections:rate5m{{{NATGW}, state="failed"}}) or vector(0)',
+                f'sum(node:azure_lb_snat_connections:rate5m{{{s.lb}, state="failed"}}) or '
+                f'sum(nat_gateway:azure_natgw_snat_connections:rate5m{{{s.natgw}, state="failed"}}) or vector(0)',
                 "failed",
             ),
             unit="cps",
@@ -396,15 +432,15 @@ def overview_panels() -> list[PanelBuilder]:
         single_stat(
             "Worst conntrack table",
             "The fullest conntrack table among the selected nodes.",
-            Query(f"max(node:snat_conntrack_entries_per_limit:ratio{{{NODE}}})", "worst node"),
+            Query(f"max(node:snat_conntrack_entries_per_limit:ratio{{{s.node}}})", "worst node"),
             unit="percentunit",
-            steps=[(None, GREEN), (0.75, ORANGE), (0.9, RED)],
+            steps=[(None, GREEN), (t.conntrack_entries_ratio, ORANGE), (0.9, RED)],
         ),
         single_stat(
             "Firing SNAT alerts",
             "Alerts of snat-exporter's rule set firing now (critical and warning).",
             Query(
-                f'count(ALERTS{{{CLUSTER}, alertname=~"Snat.*", alertstate="firing", severity!="info"}}) or vector(0)',
+                f'count(ALERTS{{{s.cluster}, alertname=~"Snat.*", alertstate="firing", severity!="info"}}) or vector(0)',
                 "firing",
             ),
             unit="short",
@@ -414,7 +450,7 @@ def overview_panels() -> list[PanelBuilder]:
 
 
 # -------------------------------------------------------------------------------------------------- variables
-def variables() -> list[Any]:
+def variables(mixin: MixinConfig, s: Sel) -> list[Any]:
     def query_var(name: str, label: str, query: str, description: str) -> dash.QueryVariable:
         return (
             dash.QueryVariable(name)
@@ -438,78 +474,85 @@ def variables() -> list[Any]:
         query_var(
             "cluster",
             "Cluster",
-            "label_values(snat_exporter_build_info, cluster)",
-            "The `cluster` label your Prometheus adds (relabelling or federation). All also matches series without it.",
+            f"label_values(snat_exporter_build_info{{{mixin.selectors.cluster_exporter}}}, {mixin.cluster_label})",
+            f"The `{mixin.cluster_label}` label your Prometheus adds (relabelling or federation). All also matches series "
+            "without it.",
         ),
         query_var(
             "node",
             "Node",
-            f'label_values({{__name__=~"azure_lb_snat_ports_allocated|snat_conntrack_entries", {CLUSTER}}}, node)',
+            f'label_values({{__name__=~"azure_lb_snat_ports_allocated|snat_conntrack_entries", {s.cluster}}}, node)',
             "Kubernetes nodes seen by the load balancer metrics or the node agents.",
         ),
         query_var(
             "load_balancer",
             "Load balancer",
-            f"label_values(azure_lb_snat_ports_allocated{{{CLUSTER}}}, load_balancer)",
+            f"label_values(azure_lb_snat_ports_allocated{{{s.exporter}}}, load_balancer)",
             "Azure load balancers whose SNAT ports are exported.",
         ),
         query_var(
             "nat_gateway",
             "NAT gateway",
-            f"label_values(azure_natgw_public_ips{{{CLUSTER}}}, nat_gateway)",
+            f"label_values(azure_natgw_public_ips{{{s.exporter}}}, nat_gateway)",
             "Azure NAT gateways whose metrics are exported.",
         ),
     ]
 
 
-def base(title: str, uid: str, description: str) -> dash.Dashboard:
+def base(mixin: MixinConfig, title: str, uid: str, description: str) -> dash.Dashboard:
     board = (
         dash.Dashboard(title)
         .uid(uid)
         .description(description)
-        .tags(["snat-exporter", "snat", "azure", "kubernetes", "network"])
+        .tags(list(mixin.dashboards.tags))
         .editable()
         .tooltip(model.DashboardCursorSync.CROSSHAIR)
         .time("now-3h", "now")
         .timezone("browser")
         .refresh("1m")
-        .link(
+    )
+    # A relative runbook path (the default) means nothing to Grafana: link only a full URL.
+    if mixin.runbook_url_base.startswith(("https://", "http://")):
+        board = board.link(
             dash.DashboardLink("Runbook")
             .type(model.DashboardLinkType.LINK)
-            .url("https://github.com/snat-exporter/snat-exporter/blob/main/alerts/runbook.md")
+            .url(mixin.runbook_url_base)
             .target_blank(True)
             .icon("doc")
         )
-    )
-    for var in variables():
+    for var in variables(mixin, Sel.of(mixin)):
         board = board.with_variable(var)
     return board
 
 
-def cluster_overview() -> dict[str, Any]:
+def cluster_overview(mixin: MixinConfig) -> dict[str, Any]:
+    s, t = Sel.of(mixin), mixin.thresholds
     board = base(
-        "Cluster Overview",
-        "snat-cluster-overview",
-        "Cluster outbound health at a glance, with the Network: SNAT Activity row (snat-exporter).",
+        mixin,
+        mixin.dashboards.cluster_overview_title,
+        mixin.dashboards.cluster_overview_uid,
+        f"Cluster outbound health at a glance, with the {ROW_TITLE} row (snat-exporter).",
     )
     board = board.with_row(dash.Row("Overview"))
-    for panel in overview_panels():
+    for panel in overview_panels(s, t):
         board = board.with_panel(panel)
-    board = board.with_row(dash.Row("Network: SNAT Activity"))
-    for panel in snat_panels():
+    board = board.with_row(dash.Row(ROW_TITLE))
+    for panel in snat_panels(s, t):
         board = board.with_panel(panel)
     return to_dict(board)
 
 
-def snat_activity() -> dict[str, Any]:
+def snat_activity(mixin: MixinConfig) -> dict[str, Any]:
+    s, t = Sel.of(mixin), mixin.thresholds
     board = base(
-        "SNAT Activity",
-        "snat-activity",
+        mixin,
+        mixin.dashboards.snat_activity_title,
+        mixin.dashboards.snat_activity_uid,
         "SNAT ports, connections and conntrack per node, NAT gateway capacity, top destinations and pods "
         "(snat-exporter).",
     )
-    board = board.with_row(dash.Row("Network: SNAT Activity"))
-    for panel in snat_panels():
+    board = board.with_row(dash.Row(ROW_TITLE))
+    for panel in snat_panels(s, t):
         board = board.with_panel(panel)
     return to_dict(board)
 
@@ -523,39 +566,16 @@ def to_dict(board: dash.Dashboard) -> dict[str, Any]:
     return data
 
 
-DASHBOARDS: dict[str, Callable[[], dict[str, Any]]] = {
+DASHBOARDS: dict[str, Callable[[MixinConfig], dict[str, Any]]] = {
     "cluster-overview.json": cluster_overview,
     "snat-activity.json": snat_activity,
 }
 
 
-def render(name: str) -> str:
-    return json.dumps(DASHBOARDS[name](), indent=2, sort_keys=True) + "\n"
+def dump(board: dict[str, Any]) -> str:
+    return json.dumps(board, indent=2, sort_keys=True) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if dashboards/out differs from the generator")
-    parser.add_argument("--out", type=Path, default=OUT, help="output directory (default dashboards/out)")
-    args = parser.parse_args(argv)
-    stale = []
-    for name in DASHBOARDS:
-        path = args.out / name
-        text = render(name)
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(name)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(f"wrote {path}")
-    if stale:
-        print(f"out of date: {', '.join(stale)}; run `python -m dashboards.generate`", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    # Runnable as a script too: make the repository root importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    sys.exit(main())
+def render(mixin: MixinConfig) -> dict[str, str]:
+    """File name -> JSON text of every dashboard."""
+    return {name: dump(build(mixin)) for name, build in DASHBOARDS.items()}

@@ -1,19 +1,17 @@
-"""Writes the reference tables that are generated from code: ``docs/configuration.md`` and ``docs/metrics.md``.
+"""The reference tables generated from code: ``docs/configuration.md``, ``docs/metrics.md`` and README's tables.
 
 Run ``make generate`` after changing a setting or a metric; a test fails while the committed files differ.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from pathlib import PurePosixPath
 
 from snat_exporter.config import Config
 from snat_exporter.metrics import all_specs
 from snat_exporter.settings import default_text, env_name, iter_settings
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs"
+DOCS = PurePosixPath("docs")
 
 
 def configuration_table() -> list[str]:
@@ -76,7 +74,8 @@ def metrics_md() -> str:
 
 GENERATED = {"configuration.md": configuration_md, "metrics.md": metrics_md}
 
-README = ROOT / "README.md"
+README = PurePosixPath("README.md")
+README_MARKER = "<!-- BEGIN GENERATED: "
 README_SECTIONS = {"configuration": configuration_table, "metrics": metrics_table}
 
 
@@ -92,15 +91,5 @@ def readme_md(text: str) -> str:
     return text
 
 
-def main() -> int:
-    DOCS.mkdir(exist_ok=True)
-    for name, render in GENERATED.items():
-        (DOCS / name).write_text(render())
-        print(f"wrote docs/{name}", file=sys.stderr)
-    README.write_text(readme_md(README.read_text()))
-    print("wrote README.md (generated sections)", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def render() -> dict[PurePosixPath, str]:
+    return {DOCS / name: build() for name, build in GENERATED.items()}
