@@ -10,12 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+# AKS labels nodes whose pods egress through Cilium's eBPF host routing (ACNS, BpfVeth acceleration); there
+# Cilium masquerades in BPF and nf_conntrack never sees pod egress.
+EBPF_HOST_ROUTING_LABEL = "kubernetes.azure.com/ebpf-host-routing"
+
 
 @dataclass(frozen=True, slots=True)
 class NodeInfo:
     name: str
     pool: str = ""  # the AKS agent pool (label kubernetes.azure.com/agentpool or agentpool)
     zone: str = ""  # topology.kubernetes.io/zone
+    ebpf_host_routing: bool = False  # label EBPF_HOST_ROUTING_LABEL is "true"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +35,8 @@ class PodInfo:
 class Identity(Protocol):
     def node_by_ip(self, ip: str) -> NodeInfo | None: ...
 
+    def node_by_name(self, name: str) -> NodeInfo | None: ...
+
     def pod_by_ip(self, ip: str) -> PodInfo | None: ...
 
 
@@ -37,6 +44,9 @@ class NoIdentity:
     """The lookup used when the Kubernetes collector is disabled: nothing is known."""
 
     def node_by_ip(self, ip: str) -> NodeInfo | None:
+        return None
+
+    def node_by_name(self, name: str) -> NodeInfo | None:
         return None
 
     def pod_by_ip(self, ip: str) -> PodInfo | None:

@@ -19,6 +19,10 @@ class StubIdentity:
     def node_by_ip(self, ip: str) -> NodeInfo | None:
         return None
 
+    def node_by_name(self, name: str) -> NodeInfo | None:
+
+        return None
+
     def pod_by_ip(self, ip: str) -> PodInfo | None:
         return self.pods.get(ip)
 

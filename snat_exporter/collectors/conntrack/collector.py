@@ -1,7 +1,10 @@
 """The node conntrack collector: counters and the aggregated flow table of the node it runs on.
 
 Sources, by preference: ctnetlink (needs CAP_NET_ADMIN; works on kernels built without
-CONFIG_NF_CONNTRACK_PROCFS), then procfs (``/proc/net/nf_conntrack``, ``/proc/net/stat/nf_conntrack``). The entry
+CONFIG_NF_CONNTRACK_PROCFS), then procfs (``/proc/net/nf_conntrack``, ``/proc/net/stat/nf_conntrack``). On a
+node where Cilium masquerades pod egress in BPF (eBPF host routing) nf_conntrack never sees those flows: the flow
+table is then read from Cilium's pinned SNAT maps (:mod:`cilium`), chosen per collection by :mod:`datapath`, and
+the kernel's conntrack counters still come from netlink or procfs. The entry
 count and limit also come from ``/proc/sys/net/netfilter``, which needs no privilege, so a collector without
 CAP_NET_ADMIN and without procfs access still says how full the table is. What cannot be read is logged once at
 start-up with the reason; the rest is served.
@@ -21,10 +24,16 @@ from pathlib import Path
 
 from snat_exporter.catalogue import Families
 from snat_exporter.collectors.base import CollectError, CollectorContext
-from snat_exporter.collectors.conntrack import netlink
+from snat_exporter.collectors.conntrack import cilium, datapath, netlink
 from snat_exporter.collectors.conntrack.aggregate import FlowSummary, OutboundFilter, SourceResolver, summarise
 from snat_exporter.collectors.conntrack.config import ConntrackConfig
 from snat_exporter.collectors.conntrack.metrics import (
+    CILIUM_ENTRIES,
+    CILIUM_ENTRIES_LIMIT,
+    CILIUM_MAP_ERRORS,
+    CILIUM_TUPLE_FLOWS,
+    CILIUM_TUPLE_FLOWS_MAX,
+    CILIUM_TUPLE_PORTS,
     DESTINATION_FLOWS,
     DUMP_DURATION,
     ENTRIES,
@@ -76,6 +85,8 @@ class Reading:
     table_source: str = "none"
     flows: Counter[FlowKey] | None = None
     local_addresses: set[str] = field(default_factory=set)
+    nat: cilium.NatCounts | None = None
+    cilium_maps: list[cilium.MapRead] = field(default_factory=list)
 
 
 class ConntrackCollector:
@@ -92,7 +103,10 @@ class ConntrackCollector:
         self._entries_read = ENTRIES_READ.counter(registry)
         self._slow = SLOW_PATH_ENTRIES.counter(registry)
         self._netlink_errors = NETLINK_ERRORS.counter(registry)
+        self._cilium_errors = CILIUM_MAP_ERRORS.counter(registry)
         self._failing: tuple[str, str] | None = None
+        self._cilium_failing: dict[str, str] = {}  # map -> reason already logged (once per streak)
+        self._table_choice = ""
 
     # ------------------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -109,7 +123,9 @@ class ConntrackCollector:
     # ---------------------------------------------------------------------------------------------- probing
     def _probe(self) -> Access:
         access = Access()
-        if self.config.source in ("auto", "netlink"):
+        # With the flow table in Cilium's map, nf_conntrack's counters still describe the node (host flows,
+        # conntrack-based policies), so the counter sources are probed for `cilium` too.
+        if self.config.source in ("auto", "netlink", "cilium"):
             try:
                 netlink.read_count()
                 access.netlink = True
@@ -119,7 +135,7 @@ class ConntrackCollector:
                 access.netlink_why = f"{errno.errorcode.get(e.errno or 0, 'error')}: {e.strerror or e}"
         else:
             access.netlink_why = "disabled by conntrack.source=procfs"
-        if self.config.source in ("auto", "procfs"):
+        if self.config.source in ("auto", "procfs", "cilium"):
             access.proc_table, access.proc_table_why = _readable(self.proc / "net/nf_conntrack")
             access.proc_stat, access.proc_stat_why = _readable(self.proc / "net/stat/nf_conntrack")
         else:
@@ -129,11 +145,15 @@ class ConntrackCollector:
     def _announce(self) -> None:
         a = self.access
         table = "netlink" if a.netlink else "procfs" if a.proc_table else "none"
+        if self.config.source == "cilium":
+            table = f"cilium ({self.config.bpffs})"
         counters = "netlink" if a.netlink else "procfs" if a.proc_stat else "sysctl count only"
         log.info(
             "conntrack sources",
             extra={"node": self.node, "table": table, "counters": counters, "source": self.config.source},
         )
+        if self.config.source == "cilium":
+            return  # the flow table does not depend on netlink or procfs; a missing map is said when read
         if self.config.source != "auto" and (a.netlink or a.proc_table):
             return  # the operator chose the source; the other one being off is not news
         missing = []
@@ -173,7 +193,10 @@ class ConntrackCollector:
             r.limit = self._sysctl("nf_conntrack_max")
         r.local_addresses = self._local_addresses()
         started = time.monotonic()
-        if a.netlink:
+        choice = self._choose_table()
+        if choice == datapath.CILIUM:
+            self._read_cilium(r)
+        elif a.netlink:
             try:
                 dump = netlink.dump_table()
                 r.flows, r.table_source = dump.flows, "netlink"
@@ -183,7 +206,7 @@ class ConntrackCollector:
                 self._failing = None
             except (OSError, MalformedError, netlink.DumpInterrupted) as e:
                 self._netlink_error(e, "table", fallback=self.config.source == "auto" and a.proc_table)
-        if r.flows is None and a.proc_table:
+        if r.flows is None and a.proc_table and choice != datapath.CILIUM:
             with open(self.proc / "net/nf_conntrack") as f:
                 r.flows, r.table_source = parse_proc_table(f), "procfs"
             self._entries_read.labels("procfs").inc(sum(r.flows.values()))
@@ -195,6 +218,74 @@ class ConntrackCollector:
             reason = "permission_denied" if any("permission denied" in w for w in whys) else "unavailable"
             raise CollectError(reason, "no conntrack source is readable: " + "; ".join(whys))
         return r
+
+    def _choose_table(self) -> str:
+        try:
+            node = self.context.identity.node_by_name(self.node)
+        except Exception:  # a lookup bug must not cost the node its flow figures
+            log.warning("identity lookup of the node failed", extra={"node": self.node}, exc_info=True)
+            node = None
+        choice = datapath.table_source(self.config.source, node)
+        if choice != self._table_choice:
+            # Said when it changes: with `auto` the first collections may run before the node object is known.
+            log.info(
+                "conntrack flow table source",
+                extra={
+                    "node": self.node,
+                    "table": choice,
+                    "configured": self.config.source,
+                    "bpf_masquerade": datapath.masquerades_in_bpf(node),
+                },
+            )
+            self._table_choice = choice
+        return choice
+
+    def _read_cilium(self, r: Reading) -> None:
+        counts = cilium.NatCounts()
+        missing: list[tuple[cilium.Layout, str]] = []
+        for layout in cilium.LAYOUTS:
+            path = cilium.map_path(self.config.bpffs, layout)
+            try:
+                r.cilium_maps.append(cilium.read_map(path, layout, counts))
+                self._cilium_failing.pop(layout.label, None)
+            except FileNotFoundError:
+                missing.append((layout, path))
+            except cilium.LayoutError as e:
+                self._cilium_error(layout, "layout", str(e), logging.ERROR)
+            except PermissionError as e:
+                self._cilium_error(
+                    layout,
+                    "permission_denied",
+                    f"{path}: {e.strerror}: the pinned map is root's (mode 0600): run as uid 0, or add "
+                    "CAP_DAC_READ_SEARCH (kernels before 6.5 also need CAP_BPF)",
+                    logging.WARNING,
+                )
+            except OSError as e:
+                self._cilium_error(layout, "error", f"{path}: {e}", logging.WARNING)
+        # One family missing is the cluster's IP family choice (Cilium pins no v6 map with IPv6 off); no map at
+        # all means nothing to read here: the wrong bpffs, or Cilium is not masquerading in BPF on this node.
+        if len(missing) == len(cilium.LAYOUTS):
+            for layout, path in missing:
+                self._cilium_error(layout, "missing", f"{path} is not pinned", logging.WARNING)
+        else:
+            for layout, _path in missing:
+                self._cilium_failing.pop(layout.label, None)
+        if r.cilium_maps:
+            r.flows, r.table_source, r.nat = counts.flows(), "cilium", counts
+            # The egress addresses are the node's own, even where the agent's network namespace does not show them.
+            r.local_addresses |= counts.egress_addresses()
+            self._entries_read.labels("cilium").inc(counts.entries)
+
+    def _cilium_error(self, layout: cilium.Layout, reason: str, message: str, level: int) -> None:
+        self._cilium_errors.labels(layout.label, reason).inc()
+        if self._cilium_failing.get(layout.label) == reason:
+            level = logging.DEBUG  # said once per streak: a node must not log every 15 s
+        self._cilium_failing[layout.label] = reason
+        log.log(
+            level,
+            "cannot read Cilium's SNAT map; its flows are not served",
+            extra={"node": self.node, "map": layout.map_name, "reason": reason, "error": message},
+        )
 
     def _netlink_error(self, e: BaseException, what: str, *, fallback: bool) -> None:
         if isinstance(e, PermissionError):
@@ -269,7 +360,24 @@ class ConntrackCollector:
             f.declare(POD_FLOWS)
             for (namespace, pod, workload), n in s.sources:
                 f.add(POD_FLOWS, {**node, "namespace": namespace, "pod": pod, "workload": workload}, n)
+        if r.nat is not None:
+            self._cilium_series(f, r.nat, r.cilium_maps)
         return Snapshot(f.build())
+
+    def _cilium_series(self, f: Families, counts: cilium.NatCounts, maps: list[cilium.MapRead]) -> None:
+        node = {"node": self.node}
+        for read in maps:
+            f.add(CILIUM_ENTRIES, {**node, "family": read.layout.label}, read.entries)
+            f.add(CILIUM_ENTRIES_LIMIT, {**node, "family": read.layout.label}, read.info.max_entries)
+        tuples = counts.tuples()
+        f.add(CILIUM_TUPLE_PORTS, node, self.config.cilium_nat_ports)
+        f.add(CILIUM_TUPLE_FLOWS_MAX, node, max(tuples.values(), default=0))
+        f.declare(CILIUM_TUPLE_FLOWS)
+        # The k largest, ties broken by label so that the chosen series do not flap between collections.
+        busiest = sorted(tuples.items(), key=lambda item: (-item[1], item[0]))[: self.config.top_k]
+        for (egress, dst, port, proto), n in busiest:
+            labels = {**node, "egress_ip": egress, "destination": dst, "port": port, "protocol": proto}
+            f.add(CILIUM_TUPLE_FLOWS, labels, n)
 
 
 def _readable(path: Path) -> tuple[bool, str]:

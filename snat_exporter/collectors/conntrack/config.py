@@ -42,9 +42,21 @@ class ConntrackConfig:
     top_k: int = setting(20, "How many destinations and pods get their own series.", parse=parse_int(1, 1000))
     source: str = setting(
         "auto",
-        "`netlink` (ctnetlink, needs CAP_NET_ADMIN), `procfs` (/proc/net/nf_conntrack), or `auto` (netlink, "
-        "then procfs).",
-        parse=parse_choice("auto", "netlink", "procfs"),
+        "Where the flow table is read: `netlink` (ctnetlink, needs CAP_NET_ADMIN), `procfs` (/proc/net/nf_conntrack), "
+        "`cilium` (Cilium's BPF SNAT maps under conntrack.bpffs, for eBPF host routing), or `auto`: `cilium` "
+        "where the node masquerades in BPF (node label kubernetes.azure.com/ebpf-host-routing=true, from the "
+        "Kubernetes collector), else netlink, then procfs.",
+        parse=parse_choice("auto", "netlink", "procfs", "cilium"),
+    )
+    bpffs: str = setting(
+        "/sys/fs/bpf",
+        "Where the host's bpffs is mounted: Cilium pins its SNAT maps in <bpffs>/tc/globals/.",
+    )
+    cilium_nat_ports: int = setting(
+        32768,
+        "Ports Cilium's BPF masquerading can give one (egress IP, destination IP, destination port, protocol): its "
+        "NAT range runs from the NodePort range's end + 1 to 65535 (32768-65535 by default).",
+        parse=parse_int(1, 65536),
     )
     procfs_path: str = setting("/proc", "Where procfs is mounted (the fallback source and the sysctl counts).")
 

@@ -53,8 +53,9 @@ OUTBOUND_FLOWS = MetricSpec(
     "snat_outbound_flows",
     "gauge",
     "Conntrack flows whose destination is outside conntrack.non_masquerade_cidrs (and not the node): flows that "
-    'spend an Azure SNAT port. tcp_state is the lower-case conntrack TCP state ("" for other protocols); snat '
-    'is "true" when the node itself source-NATed the flow (pods), "false" for flows the node started.' + CACHED,
+    'spend an Azure SNAT port. tcp_state is the lower-case conntrack TCP state ("" for other protocols, and for '
+    'every flow read from Cilium\'s SNAT map, which keeps no TCP state); snat is "true" when the node itself '
+    'source-NATed the flow (pods), "false" for flows the node started.' + CACHED,
     ("node", "protocol", "tcp_state", "snat"),
     SOURCE,
 )
@@ -85,11 +86,62 @@ POD_FLOWS = MetricSpec(
     SOURCE,
 )
 
+CILIUM_ENTRIES = MetricSpec(
+    "snat_cilium_nat_entries",
+    "gauge",
+    "Entries in Cilium's BPF SNAT map (cilium_snat_v4_external / _v6_external): two per masqueraded flow, an "
+    "egress and a reverse one. Served when the flow table is read from Cilium (conntrack.source)." + CACHED,
+    ("node", "family"),
+    SOURCE,
+)
+CILIUM_ENTRIES_LIMIT = MetricSpec(
+    "snat_cilium_nat_entries_limit",
+    "gauge",
+    "Maximum entries of Cilium's BPF SNAT map (its max_entries; an LRU map evicts the oldest mappings when "
+    "full)." + CACHED,
+    ("node", "family"),
+    SOURCE,
+)
+CILIUM_TUPLE_FLOWS = MetricSpec(
+    "snat_cilium_nat_tuple_flows",
+    "gauge",
+    "Flows Cilium masquerades per (egress IP, destination IP, destination port, protocol), for the "
+    "conntrack.top_k busiest: each such tuple gets at most snat_cilium_nat_tuple_ports ports, then new flows "
+    'are dropped ("No mapping for NAT masquerade").' + CACHED,
+    ("node", "egress_ip", "destination", "port", "protocol"),
+    SOURCE,
+)
+CILIUM_TUPLE_FLOWS_MAX = MetricSpec(
+    "snat_cilium_nat_tuple_flows_max",
+    "gauge",
+    "Flows of the busiest (egress IP, destination IP, destination port, protocol) tuple in Cilium's SNAT map: "
+    "divided by snat_cilium_nat_tuple_ports, how close the node is to Cilium's own port exhaustion." + CACHED,
+    ("node",),
+    SOURCE,
+)
+CILIUM_TUPLE_PORTS = MetricSpec(
+    "snat_cilium_nat_tuple_ports",
+    "gauge",
+    "Ports Cilium's BPF masquerading can give one (egress IP, destination IP, destination port, protocol) tuple "
+    "(conntrack.cilium_nat_ports).",
+    ("node",),
+    SOURCE,
+)
+CILIUM_MAP_ERRORS = MetricSpec(
+    "snat_exporter_conntrack_cilium_map_errors_total",
+    "counter",
+    "Failed reads of a Cilium SNAT map (map: v4, v6), by reason: missing (not pinned under conntrack.bpffs), "
+    "layout (another type, key or value size than Cilium 1.14-1.19), permission_denied, error.",
+    ("map", "reason"),
+    SOURCE,
+)
+
 SOURCE_INFO = MetricSpec(
     "snat_exporter_conntrack_source_info",
     "info",
-    "Where the last collection read the flow table (table: netlink, procfs or none) and the counters (counters: "
-    "netlink or procfs).",
+    "Where the last collection read the flow table (table: netlink, procfs, cilium or none) and the counters "
+    "(counters: netlink or procfs). table=\"cilium\" means the node's flow series come from Cilium's BPF SNAT "
+    "map (eBPF host routing), not nf_conntrack.",
     ("node", "table", "counters"),
     SOURCE,
 )
@@ -132,6 +184,12 @@ SPECS = (
     MAX_PER_DESTINATION,
     DESTINATION_FLOWS,
     POD_FLOWS,
+    CILIUM_ENTRIES,
+    CILIUM_ENTRIES_LIMIT,
+    CILIUM_TUPLE_FLOWS,
+    CILIUM_TUPLE_FLOWS_MAX,
+    CILIUM_TUPLE_PORTS,
+    CILIUM_MAP_ERRORS,
     SOURCE_INFO,
     DUMP_DURATION,
     ENTRIES_READ,

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
-from snat_exporter.identity import NodeInfo, PodInfo
+from snat_exporter.identity import EBPF_HOST_ROUTING_LABEL, NodeInfo, PodInfo
 
 POOL_LABELS = ("kubernetes.azure.com/agentpool", "agentpool")
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -185,6 +185,7 @@ class NodeIndex(Index):
             name=_intern(str(meta["name"])),
             pool=_intern(str(pool)),
             zone=_intern(str(labels.get(ZONE_LABEL) or "")),
+            ebpf_host_routing=labels.get(EBPF_HOST_ROUTING_LABEL) == "true",
         )
         addresses = (obj.get("status") or {}).get("addresses") or ()
         ips = tuple(
@@ -201,6 +202,14 @@ class NodeIndex(Index):
     def get(self, ip: str) -> NodeInfo | None:
         info: NodeInfo | None = self._by_ip.get(ip)
         return info
+
+    def by_name(self, name: str) -> NodeInfo | None:
+        """The node called ``name``, found through one of its InternalIPs (a node without one is not indexed)."""
+        for ip in self._objects.get(("", name), ()):
+            info = self._by_ip.get(ip)
+            if info is not None and info.name == name:
+                return info
+        return None
 
     def items(self) -> list[tuple[str, NodeInfo]]:
         with self._lock:
@@ -289,6 +298,9 @@ class KubeIdentity:
 
     def node_by_ip(self, ip: str) -> NodeInfo | None:
         return self.nodes.get(ip)
+
+    def node_by_name(self, name: str) -> NodeInfo | None:
+        return self.nodes.by_name(name)
 
     def pod_by_ip(self, ip: str) -> PodInfo | None:
         if self.nodes.get(ip) is not None:

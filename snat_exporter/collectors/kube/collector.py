@@ -83,6 +83,18 @@ class KubeCollector:
         }
         if self.config.nodes:
             self.reflectors.append(Reflector("nodes", api.list_node, self.nodes, backoff=self._new_backoff(), **common))
+        elif self.config.own_node and self.node_name:
+            # One object: what the node agent needs to know about its node (the datapath label), not the fleet.
+            self.reflectors.append(
+                Reflector(
+                    "nodes",
+                    api.list_node,
+                    self.nodes,
+                    field_selector=f"metadata.name={self.node_name}",
+                    backoff=self._new_backoff(),
+                    **common,
+                )
+            )
         if self.config.pods:
             selector = f"spec.nodeName={self.node_name}" if self.node_name else None
             if selector is None:
@@ -128,9 +140,12 @@ class KubeCollector:
                     retry_after=failure.retry_after,
                 )
         f = Families()
-        f.declare(NODE_INFO)
-        for ip, node in sorted(self.nodes.items(), key=lambda item: (item[1].name, item[0])):
-            f.add(NODE_INFO, {"node": node.name, "internal_ip": ip, "node_pool": node.pool, "zone": node.zone}, 1)
+        if self.config.nodes:
+            # Only the exporter that watches every node publishes the join series: a node agent's copy of its own
+            # node would make every join on internal_ip many-to-many.
+            f.declare(NODE_INFO)
+            for ip, node in sorted(self.nodes.items(), key=lambda item: (item[1].name, item[0])):
+                f.add(NODE_INFO, {"node": node.name, "internal_ip": ip, "node_pool": node.pool, "zone": node.zone}, 1)
         for reflector in self.reflectors:
             labels = {"resource": reflector.resource}
             f.add(CACHE_OBJECTS, labels, len(reflector.index))

@@ -17,6 +17,12 @@ class KubernetesConfig:
         False,
         "Watch pods (pod IP -> namespace, pod, workload). The node agent sets this and watches only its own node.",
     )
+    own_node: bool = setting(
+        True,
+        "With pods watched for one node and nodes off (the node agent), still watch that one Node object (field "
+        "selector metadata.name): its labels tell conntrack.source=auto whether Cilium masquerades in BPF there. "
+        "Needs get/list/watch on nodes.",
+    )
     node_name: str | None = setting(
         None,
         "Watch only pods on this node (field selector spec.nodeName). Default: $NODE_NAME when pods is true; "

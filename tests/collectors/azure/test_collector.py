@@ -38,6 +38,9 @@ class NodeTable:
         name = self.nodes.get(ip)
         return NodeInfo(name) if name is not None else None
 
+    def node_by_name(self, name: str) -> NodeInfo | None:
+        return None
+
     def pod_by_ip(self, ip: str) -> PodInfo | None:
         return None
 

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from snat_exporter.collectors.base import CollectError
+from snat_exporter.identity import EBPF_HOST_ROUTING_LABEL
 from snat_exporter.server import Exporter
 from snat_exporter.simulator.kubeapi import KubeApiServer, node_object, pod_object
 from tests.collectors.kube.conftest import Harness, must
@@ -322,3 +323,27 @@ async def test_60_nodes_of_the_steady_scenario_all_resolve(harness: Harness, kub
     for name, ip in expected:
         assert must(collector.identity.node_by_ip(ip)).name == name
     assert kubeapi.requests[("list", "nodes")] == 3
+
+
+async def test_node_agent_watches_its_own_node_object_for_the_datapath_label(
+    harness: Harness, kubeapi: KubeApiServer
+) -> None:
+    kubeapi.add(
+        node_object("aks-np-1", "10.224.0.4", labels={EBPF_HOST_ROUTING_LABEL: "true"}),
+        node_object("aks-np-2", "10.224.0.5", labels={EBPF_HOST_ROUTING_LABEL: "true"}),
+        node_object("aks-np-3", "10.224.0.6"),
+    )
+    collector = harness.collector(environ={"NODE_NAME": "aks-np-1"}, pods=True, nodes=False)
+    await collector.start()
+    snapshot = await collector.collect()
+    assert must(collector.identity.node_by_name("aks-np-1")).ebpf_host_routing
+    assert collector.identity.node_by_name("aks-np-2") is None, "one Node object, not the fleet"
+    assert sample(snapshot, "snat_exporter_kube_cache_objects", resource="nodes") == 1
+    assert not [s for f in snapshot.families for s in f.samples if s.name == "snat_kube_node_info"], (
+        "the join series comes from the cluster exporter only"
+    )
+    # The label removed (the pool moved off eBPF host routing): the watch brings the change.
+    kubeapi.apply(node_object("aks-np-1", "10.224.0.4"))
+    await wait_until(
+        lambda: not must(collector.identity.node_by_name("aks-np-1")).ebpf_host_routing, "the label's removal"
+    )
