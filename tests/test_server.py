@@ -151,6 +151,34 @@ async def test_a_collector_that_cannot_render_does_not_fail_the_scrape(running, 
     assert m[f"snat_exporter_build_info{{python={platform.python_version()},version=0.1.0}}"] == 1
 
 
+async def test_a_snapshot_that_cannot_be_rendered_is_a_failed_run_not_health(running, clock) -> None:
+    """Issue 15: a label value no encoder accepts took the block off /metrics while success said 1 and stale 0, with
+    a traceback and a re-render on the event loop at every scrape. The run fails instead: the last good block is
+    served marked stale, and scrapes neither re-render nor log."""
+    exporter, fake, url, session = running
+    runner = exporter.runners["conntrack"]
+    assert await runner.run_once()
+    good = exporter.store.get("conntrack").rendered
+
+    async def unrenderable() -> Snapshot:
+        f = Families()
+        f.add(VALUE, {"node": "n\ud800"}, 2.0)  # past every boundary check: the runner is the last line
+        return Snapshot(f.build())
+
+    fake.collect = unrenderable
+    clock.advance(15)
+    assert not await runner.run_once()
+    state = exporter.store.get("conntrack")
+    assert state.rendered is good and state.snapshot is None  # nothing left for a scrape to render
+    m = await scrape(session, url)
+    assert m["snat_test_value{node=n1}"] == 1.0  # the last good data, marked
+    assert m["snat_exporter_collector_success{collector=conntrack}"] == 0
+    assert m["snat_exporter_collector_stale{collector=conntrack}"] == 1
+    assert m["snat_exporter_collector_errors_total{collector=conntrack,reason=internal}"] == 1
+    assert "UnicodeEncodeError" in (state.last_error or "")
+    assert "snat_exporter_exposition_errors_total{collector=conntrack}" not in m
+
+
 async def test_openmetrics_on_request_and_endpoints(running) -> None:
     exporter, fake, url, session = running
     async with session.get(url + "/metrics", headers={"Accept": "application/openmetrics-text"}) as resp:

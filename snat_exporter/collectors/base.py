@@ -113,17 +113,22 @@ class Runner:
         try:
             # Rendered off the event loop, once per snapshot, so that scrapes only join cached bytes.
             loop = asyncio.get_running_loop()
-            rendered: Rendered | None = await loop.run_in_executor(_RENDERER, render_snapshot, snapshot)
-        except Exception:  # the scrape renders it (and counts the failure) instead
-            self.log.exception("cannot render snapshot", extra={"collector": self.collector.name})
-            rendered = None
+            rendered: Rendered = await loop.run_in_executor(_RENDERER, render_snapshot, snapshot)
+        except Exception as exc:
+            # A snapshot that cannot be rendered is a failed run (a value past every boundary check): the last good
+            # block stays served, marked stale. Storing it for the scrape to render instead failed every scrape,
+            # on the event loop, with a traceback each time, while the health series said all was well.
+            message = f"cannot render the snapshot: {type(exc).__name__}: {exc}"
+            self._record_failure("internal", message, time.monotonic() - started)
+            self._retry_after = None
+            return False
         state.last_duration = time.monotonic() - started
         state.last_ok = True
         state.last_error = None
         state.last_success_at = self.clock()
         # A scrape needs only the rendered bytes (ages included): keeping the prometheus_client families
         # alongside them held every series twice (about 330 bytes a series: 30 MB at 92,700 series).
-        state.snapshot = None if rendered is not None else snapshot
+        state.snapshot = None
         state.rendered = rendered
         if self._failing_reason is not None:
             self.log.info(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import math
 import os
@@ -147,16 +148,16 @@ def _since(results: dict[str, MetricResult], start: float) -> dict[str, MetricRe
             out[name] = result
             continue
         series = tuple(Series(s.dimensions, tuple(p for p in s.points if p.timestamp >= start)) for s in result.series)
-        out[name] = MetricResult(result.name, None, "", series)
+        out[name] = dataclasses.replace(result, series=series)
     return out
 
 
-def _decode_batch(raw: bytes, fields: Mapping[str, str]) -> dict[str, dict[str, MetricResult]]:
+def _decode_batch(raw: bytes, fields: Mapping[str, str], now: float) -> dict[str, dict[str, MetricResult]]:
     try:
         body = load_batch_json(raw, SCRAPES.checkpoint)
     except ValueError as e:
         raise DecodeError("metrics:getBatch: the body is not JSON") from e
-    return parse_batch(body, fields, SCRAPES.checkpoint)
+    return parse_batch(body, fields, SCRAPES.checkpoint, now)
 
 
 def _batch_status(exc: BaseException) -> int | None:
@@ -180,6 +181,8 @@ class AzureCollector:
         self.request_metrics = RequestMetrics(registry)
         self.truncated = m.TRUNCATED.counter(registry)
         self.metric_errors = m.METRIC_ERRORS.counter(registry)
+        self.rejected = m.REJECTED_VALUES.counter(registry)
+        self._logged_rejections: set[tuple[ResourceId, str, str]] = set()
         self.downward = m.DOWNWARD_REVISIONS.counter(registry)
         self.discovery_errors = m.DISCOVERY_ERRORS.counter(registry)
         self.watched = m.WATCHED_RESOURCES.gauge(registry)
@@ -403,7 +406,7 @@ class AzureCollector:
     def _take_batch(self, job: BatchJob, raw: bytes, starts: dict[ResourceId, tuple[float, float]], now: float) -> None:
         """On the parsing thread: decodes a getBatch answer and folds each resource's part into the caches.
         Raises DecodeError or MalformedResponse before anything is folded in."""
-        answers = _decode_batch(raw, job.query.fields)
+        answers = _decode_batch(raw, job.query.fields, now)
         start = min(s for _, s in starts.values())
         for target in job.targets:
             SCRAPES.checkpoint()
@@ -600,7 +603,7 @@ class AzureCollector:
                     )
                 finally:
                     OPERATION.reset(token)
-            results = parse_response(response, query.fields)
+            results = parse_response(response, query.fields, now)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -701,6 +704,7 @@ class AzureCollector:
             self._failing_metrics[key] = code
             return
         self._failing_metrics.pop(key, None)
+        self._count_rejected(resource, mm.azure_name, result)
         if query.filter and len(result.series) >= self.cfg.top:
             self.truncated.labels(resource.name, mm.azure_name).inc()
             if key not in self._logged_truncation:
@@ -746,6 +750,18 @@ class AzureCollector:
         if mm.counter and not valued and previous is not None:
             cache.sample_ts = previous.sample_ts  # no new minute: the age keeps growing from the last one
         self._cache[key] = cache
+
+    def _count_rejected(self, resource: ResourceId, metric: str, result: MetricResult) -> None:
+        """Points and series the parser dropped (impossible values, future minutes, unusable dimension values):
+        counted, and logged once per resource, metric and reason."""
+        for reason, n in result.rejected:
+            self.rejected.labels(resource.name, metric, reason).inc(n)
+            if (resource, metric, reason) not in self._logged_rejections:
+                self._logged_rejections.add((resource, metric, reason))
+                log.warning(
+                    "Azure Monitor answered values that are not measurements; dropped them and kept the rest",
+                    extra={"resource": resource.uri, "metric": metric, "reason": reason, "dropped": n},
+                )
 
     @staticmethod
     def _cycle_error(failures: list[QueryFailure]) -> CollectError:

@@ -189,6 +189,15 @@ METRIC_ERRORS = MetricSpec(
     ("resource", "metric", "code"),
     _SRC,
 )
+REJECTED_VALUES = MetricSpec(
+    "snat_exporter_azure_rejected_values_total",
+    "counter",
+    "Data points and series of Azure Monitor answers dropped where they enter, the rest of the answer kept, by "
+    "resource, metric and reason: non_finite (a NaN or infinite value), negative, too_large (above 2^53: not a "
+    "count), future (a minute after now), bad_label (a dimension value that cannot be a label value: the series).",
+    ("resource", "metric", "reason"),
+    _SRC,
+)
 DOWNWARD_REVISIONS = MetricSpec(
     "snat_exporter_azure_downward_revisions_total",
     "counter",
@@ -278,6 +287,7 @@ SPECS = (
     RATELIMIT_REMAINING,
     TRUNCATED,
     METRIC_ERRORS,
+    REJECTED_VALUES,
     DOWNWARD_REVISIONS,
     DISCOVERY_ERRORS,
     WATCHED_RESOURCES,

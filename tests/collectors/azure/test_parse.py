@@ -345,3 +345,62 @@ def test_the_real_batch_example_decodes_as_json_loads_does() -> None:
     answer = json.dumps(json.loads(raw)["responses"]["200"]["body"], indent=2).encode()  # what the API returns
     assert load_batch_json(answer) == json.loads(answer)
     assert len(load_batch_json(answer)["values"]) == 3
+
+
+def _hostile_answer() -> dict[str, Any]:
+    """One LB answer in which every kind of impossible value sits next to good ones (issue 15)."""
+
+    def series(ip: str, *points: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "metadatavalues": [{"name": {"value": "BackendIPAddress"}, "value": ip}],
+            "data": list(points),
+        }
+
+    def at(minute: int, value: Any, day: str = "2026-11-22") -> dict[str, Any]:
+        return {"timeStamp": f"{day}T10:{minute:02d}:00Z", "total": value}
+
+    return {
+        "timespan": "2026-11-22T10:00:00Z/2026-11-22T10:05:00Z",
+        "value": [
+            {
+                "name": {"value": "SnatConnectionCount"},
+                "errorCode": "Success",
+                "timeseries": [
+                    series("10.0.0.1", at(0, 1.0), at(1, float("nan")), at(2, 3.0)),
+                    series("10.0.0.2", at(0, -8.0), at(1, 1e308), at(2, float("inf")), at(3, 2**60), at(4, 5)),
+                    series("10.0.0.3", at(0, 2.0), at(1, 4.0, day="2099-01-01")),
+                    series("10.0.0.\ud800", at(0, 7.0)),
+                    series("10.0.0.\x1b[2J", at(0, 7.0)),
+                ],
+            },
+            {"name": {"value": "UsedSnatPorts"}, "errorCode": "Bad\ud800Code", "timeseries": []},
+        ],
+    }
+
+
+NOW = ts("2026-11-22T10:06:00Z")
+
+
+def test_impossible_values_drop_the_point_and_bad_labels_the_series_both_paths() -> None:
+    """A NaN used to discard the whole query; a negative, 1e308 or a future minute was counted for good; a lone
+    surrogate in a dimension made rendering fail for the whole collector."""
+    body = _hostile_answer()
+    fields = {"snatconnectioncount": "Total", "usedsnatports": "Average"}
+    by_json = parse_metrics_json(body["value"], fields, now=NOW)
+    by_sdk = parse_response(Response.deserialize(body), fields, now=NOW)
+    by_batch = parse_batch({"values": [{"resourceid": NAT, "value": body["value"]}]}, fields, now=NOW)[NAT.lower()]
+    for results in (by_json, by_sdk, by_batch):
+        conns = results["snatconnectioncount"]
+        assert {s.dims["backendipaddress"]: [p.value for p in s.points] for s in conns.series} == {
+            "10.0.0.1": [1.0, 3.0],
+            "10.0.0.2": [5.0],
+            "10.0.0.3": [2.0],
+        }
+        assert dict(conns.rejected) == {"non_finite": 2, "negative": 1, "too_large": 2, "future": 1, "bad_label": 2}
+        assert results["usedsnatports"].error_code == "other"  # a label value of the errors counter
+
+
+def test_a_minute_within_clock_skew_is_not_from_the_future() -> None:
+    body = _hostile_answer()
+    late = parse_metrics_json(body["value"], "Total", now=ts("2099-01-01T09:57:00Z"))["snatconnectioncount"]
+    assert "future" not in dict(late.rejected)
