@@ -25,6 +25,7 @@ from snat_exporter.settings import (
     parse_listen,
     setting,
 )
+from snat_exporter.web.settings import AUTH_CHOICES, HttpConfig
 
 DEFAULT_PORT = 9874
 
@@ -38,8 +39,18 @@ class Config:
         "info", "`debug`, `info`, `warning` or `error`.", parse=parse_choice("debug", "info", "warning", "error")
     )
     web_config_file: str | None = setting(
-        None, "Prometheus exporter-toolkit web config (TLS, basic auth) for the HTTP server."
+        None,
+        "Prometheus exporter-toolkit web config (TLS, basic auth, headers) for the HTTP server; certificate files are "
+        "re-read when they change.",
     )
+    auth: str = setting(
+        "none",
+        "`kubernetes`: a request (but /healthz and /readyz) must carry a bearer token that a TokenReview accepts and "
+        "whose user a SubjectAccessReview allows to `get` the non-resource URL (/metrics), as the kubelet does; the "
+        "API server is reached as the `kubernetes` section says. `none`: no such check.",
+        parse=parse_choice(*AUTH_CHOICES),
+    )
+    http: HttpConfig = setting(default_factory=HttpConfig, doc="HTTP server limits.")
     azure: AzureConfig = setting(default_factory=AzureConfig, doc="Azure Monitor collector.")
     kubernetes: KubernetesConfig = setting(default_factory=KubernetesConfig, doc="Kubernetes identity.")
     conntrack: ConntrackConfig = setting(default_factory=ConntrackConfig, doc="Node conntrack collector.")
@@ -50,7 +61,7 @@ class Config:
         if not Path(self.web_config_file).is_file():
             yield "web_config_file", f"no such file: {self.web_config_file}"
             return
-        from snat_exporter.web import load_web_config
+        from snat_exporter.web.config import load_web_config
 
         try:
             load_web_config(self.web_config_file)

@@ -48,6 +48,7 @@ from snat_exporter.metrics import (
 )
 from snat_exporter.runtime import SCRAPES
 from snat_exporter.store import AgeLines, CollectorState, Rendered, SampleTime, Snapshot, Store
+from snat_exporter.web.negotiation import wants_gzip, wants_openmetrics
 
 log = logging.getLogger("snat_exporter.exposition")
 
@@ -328,9 +329,8 @@ class MetricsEndpoint:
         return [*chunks, tail], size + len(tail)
 
     async def handle(self, request: web.Request) -> web.Response:
-        accept = request.headers.get("Accept", "")
-        openmetrics = "application/openmetrics-text" in accept
-        gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+        openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+        gzip = wants_gzip(request.headers.get("Accept-Encoding", ""))
         content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         headers = {"Content-Encoding": "gzip"} if gzip else {}
         if gzip:

@@ -80,8 +80,9 @@ CORE_SPECS = (
 def all_specs() -> dict[str, MetricSpec]:
     """Every declared series by name. Collector modules are imported here, not at import time of this module."""
     from snat_exporter.collectors import catalogue_modules
+    from snat_exporter.web.metrics import SPECS as WEB_SPECS
 
-    specs: list[MetricSpec] = list(CORE_SPECS)
+    specs: list[MetricSpec] = [*CORE_SPECS, *WEB_SPECS]
     for module in catalogue_modules():
         specs.extend(module.SPECS)
     return check_unique(specs)

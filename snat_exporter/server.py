@@ -13,7 +13,6 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import ProcessCollector, disable_created_metrics
@@ -28,7 +27,9 @@ from snat_exporter.identity import Identity, NoIdentity
 from snat_exporter.metrics import COLLECTOR_ERRORS, EXPOSITION_ERRORS
 from snat_exporter.runtime import tune_interpreter
 from snat_exporter.store import Store
-from snat_exporter.web import BasicAuth, WebConfig, headers_middleware, load_web_config
+from snat_exporter.web.basic import BasicAuth
+from snat_exporter.web.config import WebConfig, load_web_config
+from snat_exporter.web.door import Authenticator, FrontDoor
 
 log = logging.getLogger("snat_exporter.server")
 
@@ -69,6 +70,7 @@ class Exporter:
             )
         # Read (and checked) once, before anything starts: a bad file must fail start-up, not a request.
         self.web = load_web_config(config.web_config_file) if config.web_config_file else WebConfig()
+        self.door = FrontDoor(self.web, config.http, self.registry, self._authenticators())
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.ready = False
@@ -89,13 +91,21 @@ class Exporter:
         return out
 
     # ------------------------------------------------------------------------------------------------ HTTP
-    def make_app(self) -> web.Application:
-        middlewares: list[Any] = []
+    def _authenticators(self) -> dict[str, Authenticator]:
+        out: dict[str, Authenticator] = {}
         if self.web.users:
-            middlewares.append(BasicAuth(self.web.users).middleware)
-        if self.web.headers:
-            middlewares.append(headers_middleware(self.web.headers))
-        app = web.Application(middlewares=middlewares)
+            out["basic"] = BasicAuth(self.web.users)
+        if self.config.auth == "kubernetes":
+            from snat_exporter.collectors.kube.client import api_client
+            from snat_exporter.web.kubeauth import ApiReviewer, KubernetesAuth
+
+            reviewer = ApiReviewer(lambda: api_client(self.config.kubernetes), self.config.http.auth_timeout)
+            out["kubernetes"] = KubernetesAuth(reviewer, self.config.http, self.registry)
+        return out
+
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        self.door.install(app)
         app.router.add_get("/metrics", self.metrics.handle)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -146,22 +156,18 @@ class Exporter:
         if background:
             for name, runner in self.runners.items():
                 self._tasks.append(asyncio.create_task(runner.run_forever(), name=f"collector:{name}"))
-        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.make_app(), access_log=None, handle_signals=False, **self.door.runner_options()
+        )
         await self._runner.setup()
         bind_host, bind_port = self.config.listen
-        site = web.TCPSite(
-            self._runner,
-            host if host is not None else bind_host,
-            port if port is not None else bind_port,
-            ssl_context=self.web.ssl_context,
+        # The front door serves the socket (connection cap, timeouts, rotating TLS) with aiohttp behind it.
+        actual = await self.door.listen(
+            self._runner, host if host is not None else bind_host, port if port is not None else bind_port
         )
-        await site.start()
-        server: Any = site._server  # asyncio.Server: the only place the kernel-chosen port is visible
-        sockets = server.sockets if server is not None else []
-        actual = sockets[0].getsockname() if sockets else (bind_host, bind_port)
         shown = "127.0.0.1" if actual[0] in ("0.0.0.0", "::") else actual[0]
-        scheme = "https" if self.web.ssl_context is not None else "http"
-        self.url = f"{scheme}://{shown}:{actual[1]}"
+        shown = f"[{shown}]" if ":" in shown else shown
+        self.url = f"{self.door.scheme}://{shown}:{actual[1]}"
         self.ready = True
         log.info("serving", extra={"url": self.url, "collectors": ",".join(self.runners) or "none"})
         return self.url
@@ -178,6 +184,7 @@ class Exporter:
                 await asyncio.wait_for(collector.close(), SHUTDOWN_GRACE)
             except Exception:  # shutdown goes on whatever one collector does
                 log.warning("collector did not close cleanly", extra={"collector": collector.name}, exc_info=True)
+        await self.door.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

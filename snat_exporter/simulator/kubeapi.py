@@ -29,6 +29,8 @@ from typing import Any, Protocol
 import yaml
 from aiohttp import web
 
+from snat_exporter.simulator.kubeauth import KubeAuth
+
 RESOURCES = {"nodes": ("Node", False), "pods": ("Pod", True)}  # resource -> (kind, namespaced)
 DEFAULT_WATCH_TIMEOUT = 1800.0
 _DROP = object()
@@ -266,6 +268,7 @@ class KubeApiServer:
 
     def __init__(self, *, service_account: str = "system:serviceaccount:monitoring:snat-exporter") -> None:
         self.service_account = service_account
+        self.auth = KubeAuth()  # TokenReview and SubjectAccessReview (simulator/kubeauth.py)
         self._rv = 1000
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {r: {} for r in RESOURCES}
         self._history: list[_Change] = []
@@ -290,6 +293,7 @@ class KubeApiServer:
         app.router.add_get("/api/v1/pods", self._handle)
         app.router.add_get("/api/v1/namespaces/{namespace}/pods", self._handle)
         app.router.add_get("/version", self._version)
+        self.auth.install(app)
         # handler_cancellation: a watch handler idle on its queue learns at once that the client went away.
         # shutdown_timeout: stop() is an API server going away, not a graceful drain of hour-long watches.
         self._runner = web.AppRunner(

@@ -313,7 +313,7 @@ def test_config_file(text: str) -> None:
 @settings(max_examples=100, deadline=1000, derandomize=True)
 @given(web_text)
 def test_web_config_file(text: str) -> None:
-    from snat_exporter.web import load_web_config
+    from snat_exporter.web.config import load_web_config
 
     with _file(text) as path:
         only((ConfigError,), lambda: load_web_config(path))

@@ -1,23 +1,21 @@
-"""TLS and basic auth from an exporter-toolkit web-config.yml, through real HTTPS."""
+"""TLS, basic auth and headers from an exporter-toolkit web-config.yml, through real HTTPS."""
 
 from __future__ import annotations
 
 import base64
-import datetime
 import ssl
 from pathlib import Path
 
 import aiohttp
 import bcrypt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from snat_exporter import __version__
 from snat_exporter.cli import main
 from snat_exporter.config import load_config
 from snat_exporter.server import Exporter
+from snat_exporter.web import basic as basic_auth
+from tests.web.certs import CA
 
 PASSWORD = "correct horse battery staple"
 
@@ -27,31 +25,14 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 
 def self_signed(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "tls.crt", tmp / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
+    return CA().issue("localhost", dns=("localhost",)).write(tmp / "tls.crt", tmp / "tls.key")
 
 
 @pytest.fixture
 def web_config(tmp_path: Path) -> Path:
-    cert, key = self_signed(tmp_path)
+    ca = CA()
+    ca.write(tmp_path / "ca.crt")
+    cert, key = ca.issue("localhost", dns=("localhost",)).write(tmp_path / "tls.crt", tmp_path / "tls.key")
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     path = tmp_path / "web.yml"
     path.write_text(
@@ -67,7 +48,7 @@ async def test_tls_and_basic_auth(web_config: Path, tmp_path: Path) -> None:
     exporter = Exporter(config, collectors=[])
     url = await exporter.start(host="127.0.0.1", port=0, background=False)
     assert url.startswith("https://")
-    client_ssl = ssl.create_default_context(cafile=str(tmp_path / "tls.crt"))
+    client_ssl = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
     client_ssl.check_hostname = False
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl)) as s:
@@ -105,6 +86,14 @@ async def test_tls_and_basic_auth(web_config: Path, tmp_path: Path) -> None:
             "web_config_file.tls_server_config.cipher_suites",
         ),
         ("basic_auth_users:\n  alice: plaintext\n", "web_config_file.basic_auth_users.alice"),
+        # Looks like bcrypt but is not: bcrypt raised on every request (500 and a traceback) before.
+        ("basic_auth_users:\n  bob: '$2b$10$tooshort'\n", "web_config_file.basic_auth_users.bob"),
+        ("basic_auth_users:\n  carol: '$2b$99$" + "a" * 53 + "'\n", "web_config_file.basic_auth_users.carol"),
+        ("http_server_config:\n  headers: [x]\n", "web_config_file.http_server_config.headers"),
+        (
+            "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_allowed_sans: [prometheus]\n",
+            "web_config_file.tls_server_config.client_allowed_sans",
+        ),
         ("bogus: 1\n", "web_config_file.bogus"),
     ],
 )
@@ -115,3 +104,49 @@ def test_bad_web_config_exits_2_naming_the_field(tmp_path: Path, capsys, text: s
     config.write_text(f"web_config_file: {web}\n")
     assert main(["check-config", str(config)]) == 2
     assert f"config error: {field}:" in capsys.readouterr().err
+
+
+async def test_headers_on_every_answer_and_no_version_in_server(web_config: Path, tmp_path: Path) -> None:
+    config = load_config(None, environ={}, overrides={"web_config_file": str(web_config)})
+    exporter = Exporter(config, collectors=[])
+    url = await exporter.start(host="127.0.0.1", port=0, background=False)
+    client_ssl = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl)) as s:
+            for path, auth, status in (
+                ("/metrics", {}, 401),
+                ("/nope", basic("prometheus", PASSWORD), 404),
+                ("/metrics", basic("prometheus", PASSWORD), 200),
+                ("/healthz", {}, 200),
+            ):
+                async with s.get(url.replace("127.0.0.1", "localhost") + path, headers=auth) as resp:
+                    assert resp.status == status, path
+                    assert resp.headers["X-Content-Type-Options"] == "nosniff", (path, status)
+                    assert resp.headers["Server"] == "snat-exporter"
+                    assert "Python" not in resp.headers["Server"] and __version__ not in resp.headers["Server"]
+    finally:
+        await exporter.stop()
+
+
+async def test_unknown_user_costs_a_full_bcrypt_like_a_wrong_password(monkeypatch) -> None:
+    """Timing must not tell which users exist: an unknown user is checked against a dummy hash of the users' cost."""
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5))
+    checked: list[bytes] = []
+    real = bcrypt.checkpw
+
+    def spy(password: bytes, against: bytes) -> bool:
+        checked.append(against)
+        return real(password, against)
+
+    monkeypatch.setattr(basic_auth.bcrypt, "checkpw", spy)
+    auth = basic_auth.BasicAuth({"prometheus": hashed})
+    assert not await auth.check(basic_header("prometheus", "wrong"))
+    assert not await auth.check(basic_header("mallory", "wrong"))
+    assert len(checked) == 2
+    assert checked[0] == hashed
+    assert checked[1] != hashed and checked[1][:7] == hashed[:7]  # same algorithm and cost: same time
+    assert await auth.check(basic_header("prometheus", PASSWORD))
+
+
+def basic_header(user: str, password: str) -> str:
+    return basic(user, password)["Authorization"]
