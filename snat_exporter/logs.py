@@ -9,11 +9,22 @@ import sys
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
-# Anything that looks like a credential is replaced, whatever logged it (our code, azure-core, msal, aiohttp).
+# Anything that looks like a credential is replaced, whatever logged it (our code, azure-core, msal, aiohttp), in the
+# shapes it reaches us in: key=value and key: value pairs, JSON bodies (quoted keys and values, also escaped once
+# more inside another string), URL-encoded forms (%3D is "=", %3A is ":"), camelCase keys, Authorization headers
+# of any scheme, SAS signatures. A quoted value is replaced up to its closing quote (it may hold spaces).
+_KEYS = (
+    r"client[_-]?secret|client[_-]?assertion|access[_-]?token|refresh[_-]?token|id[_-]?token|assertion|password"
+    r"|passwd|secret|token|sig|signature|api[_-]?key|account[_-]?key|shared[_-]?access[_-]?key|code[_-]?verifier"
+)
+_QUOTE = r"""(?:\\*["'])"""  # a quote, possibly escaped (\" inside a JSON string)
+_SEPARATOR = r"(?:\s*(?:[=:]|%3[dDaA])\s*)"
 _SECRET_PATTERNS = [
+    re.compile(r"(?i)(authorization" + _QUOTE + r"?" + _SEPARATOR + _QUOTE + r"?[A-Za-z-]+\s+)[^\s\"'\\,}]+"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*"),
     re.compile(
-        r"(?i)((?:client_secret|access_token|refresh_token|assertion|password)[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,}]+"
+        r"(?i)((?<![A-Za-z0-9])(?:" + _KEYS + r")" + _QUOTE + r"?" + _SEPARATOR + r")"
+        r"(?:" + _QUOTE + r"[^\"']*" + _QUOTE + r"|[^\s\"'\\&,;}]+)"
     ),
     re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+"),  # a JWT
 ]
@@ -31,7 +42,8 @@ def redact(text: str) -> str:
 
 
 def _quote(value: object) -> str:
-    text = str(value)
+    # Scrubbed before escaping: escaping turns the quotes of a JSON body into \\" and hides its keys from the patterns.
+    text = redact(str(value))
     if not text or any(c in text for c in ' "=\n'):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text

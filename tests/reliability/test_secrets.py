@@ -20,7 +20,26 @@ from tests.reliability.harness import captured_logs, scrape
 from tests.reliability.test_faults import FAKE_JWT, FAKE_SECRET, SwitchableCredential
 
 BEARER = "sk_live_Bearer-Token-0f9e8d7c6b5a"
-SECRETS = (FAKE_SECRET, FAKE_JWT, BEARER)
+# Secrets that are in no environment variable: only the patterns can catch them (issue 15, item 6).
+OTHER = "Xy7~other-secret.value_99"
+BASIC = "YWxpY2U6czNjcjN0LXBhc3N3b3Jk"  # base64 of alice:s3cr3t-password
+SECRETS = (FAKE_SECRET, FAKE_JWT, BEARER, OTHER, BASIC)
+
+# The shapes a secret reaches a log line or an error message in: JSON bodies (as a token endpoint answers, also
+# escaped inside another string), form bodies (URL-encoded too), camelCase keys, an Authorization header of any
+# scheme, a SAS URL's signature, bare secret= / token= pairs.
+SHAPES = [
+    f'{{"client_secret": "{OTHER}"}}',
+    f'{{"refresh_token": "{OTHER}", "token_type": "Bearer"}}',
+    f'{{\\"access_token\\": \\"{OTHER}\\"}}',
+    f"{{'password': 'two {OTHER} words'}}",
+    f"Authorization: Basic {BASIC}",
+    f"grant_type=client_credentials&client_secret%3D{OTHER}%26scope%3Dx",
+    f"clientSecret={OTHER}",
+    f"https://acct.blob.core.windows.net/c/b?sv=2022-11-02&se=2026-12-01&sig={OTHER}",
+    f"secret={OTHER}",
+    f"token={OTHER}",
+]
 
 # Faults whose error bodies echo credentials back, as a misbehaving proxy or service might.
 ECHOING_FAULTS = [
@@ -29,6 +48,7 @@ ECHOING_FAULTS = [
     Fault("auth", message=f"InvalidAuthenticationToken: {FAKE_JWT} client_secret={FAKE_SECRET}"),
     Fault("metric_error", metric="UsedSnatPorts", message=f"cannot read with access_token={BEARER} ({FAKE_SECRET})"),
     Fault("status", status=403, operation="batch", message=f"no Monitoring Reader for Bearer {BEARER}"),
+    *(Fault("metric_error", metric="UsedSnatPorts", message=f"upstream said {shape}") for shape in SHAPES),
 ]
 
 
@@ -116,3 +136,32 @@ async def test_the_landing_page_scrubs_error_messages_like_the_log_does(
         assert FAKE_SECRET not in (exporter.store.get("azure").last_error or "")
     finally:
         await exporter.stop()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_every_shape_of_secret_is_scrubbed_from_the_log_and_the_landing_page(
+    shape: str, clock: FakeClock, tmp_path: Path
+) -> None:
+    """As the message, as a field of the line, and as the error a collector reports (shown on /)."""
+    import logging
+
+    class Failing(EchoingCollector):
+        async def collect(self) -> Snapshot:
+            from snat_exporter.collectors.base import CollectError
+
+            raise CollectError("auth", f"token request failed: {shape}")
+
+    with captured_logs() as logs:
+        logging.getLogger("snat_exporter.test").warning(shape, extra={"error": shape, "body": shape.encode()})
+        exporter = Exporter(load_config(None, environ={}), clock=clock, collectors=[Failing()])
+        url = await exporter.start(host="127.0.0.1", port=0, background=False)
+        try:
+            assert not await exporter.runners["azure"].run_once()
+            async with aiohttp.ClientSession() as session:
+                page = (await scrape(session, url, "/")).text
+        finally:
+            await exporter.stop()
+    assert "token request failed" in page, "the error is shown..."
+    for where, text in (("logs", logs.getvalue()), ("/", page)):
+        for secret in (OTHER, BASIC):
+            assert secret not in text, f"{secret[:8]}... of {shape!r} leaked into {where}"
