@@ -1,3 +1,5 @@
 """snat-exporter: see SNAT port exhaustion coming on AKS, and know which node, pod and destination cause it."""
 
-__version__ = "0.1.0"
+from snat_exporter.version import __version__
+
+__all__ = ["__version__"]

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from snat_exporter import __version__
 from snat_exporter.config import Config, load_config
 from snat_exporter.logs import setup_logging
 from snat_exporter.settings import ConfigError, parse_listen
+from snat_exporter.version import BUILD
 
 EXIT_USAGE = 2
 
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="snat-exporter",
         description="Prometheus exporter for SNAT port usage on Azure Kubernetes Service.",
     )
-    parser.add_argument("--version", action="version", version=f"snat-exporter {__version__}")
+    parser.add_argument("--version", action="version", version=BUILD.line())
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:

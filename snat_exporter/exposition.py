@@ -16,7 +16,6 @@ import asyncio
 import functools
 import logging
 import math
-import platform
 import threading
 import time
 import zlib
@@ -35,7 +34,6 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from snat_exporter import __version__
 from snat_exporter.catalogue import Families, MetricSpec, RowFamily
 from snat_exporter.metrics import (
     BUILD_INFO,
@@ -48,6 +46,7 @@ from snat_exporter.metrics import (
 )
 from snat_exporter.runtime import SCRAPES
 from snat_exporter.store import AgeLines, CollectorState, Rendered, SampleTime, Snapshot, Store
+from snat_exporter.version import BUILD
 from snat_exporter.web.negotiation import wants_gzip, wants_openmetrics
 
 log = logging.getLogger("snat_exporter.exposition")
@@ -183,7 +182,7 @@ class HealthCollector(Collector):
             COLLECTOR_INTERVAL,
         ):
             health.declare(spec)
-        health.add(BUILD_INFO, {"version": __version__, "python": platform.python_version()}, 1)
+        health.add(BUILD_INFO, BUILD.labels(), 1)
         for state in self.store.states():
             self._health(health, state, now)
         yield from health.build()

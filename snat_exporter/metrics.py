@@ -54,8 +54,9 @@ COLLECTOR_INTERVAL = MetricSpec(
 BUILD_INFO = MetricSpec(
     "snat_exporter_build_info",
     "info",
-    "Version of snat-exporter and of the Python running it.",
-    ("version", "python"),
+    "Version of snat-exporter (as `snat-exporter --version` prints it), the source revision it was built from "
+    "(`unknown` when not baked in) and the version of the Python running it.",
+    ("version", "revision", "python_version"),
 )
 EXPOSITION_ERRORS = MetricSpec(
     "snat_exporter_exposition_errors_total",

@@ -18,7 +18,6 @@ from aiohttp import web
 from prometheus_client import ProcessCollector, disable_created_metrics
 from prometheus_client.registry import CollectorRegistry
 
-from snat_exporter import __version__
 from snat_exporter.collectors import COLLECTORS, factory_module
 from snat_exporter.collectors.base import Collector, CollectorContext, Runner
 from snat_exporter.config import Config
@@ -27,6 +26,7 @@ from snat_exporter.identity import Identity, NoIdentity
 from snat_exporter.metrics import COLLECTOR_ERRORS, EXPOSITION_ERRORS
 from snat_exporter.runtime import tune_interpreter
 from snat_exporter.store import Store
+from snat_exporter.version import BUILD
 from snat_exporter.web.basic import BasicAuth
 from snat_exporter.web.config import WebConfig, load_web_config
 from snat_exporter.web.door import Authenticator, FrontDoor
@@ -135,7 +135,8 @@ class Exporter:
             )
         body = (
             "<!doctype html><html><head><title>snat-exporter</title></head><body>"
-            f"<h1>snat-exporter {html.escape(__version__)}</h1>"
+            f"<h1>snat-exporter {html.escape(BUILD.version)}</h1>"
+            f"<p>revision {html.escape(BUILD.revision)}, Python {html.escape(BUILD.python_version)}</p>"
             '<p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> · '
             '<a href="/readyz">/readyz</a></p>'
             "<table border=1 cellpadding=4><tr><th>collector</th><th>status</th><th>last success</th>"

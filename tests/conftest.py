@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Callable
@@ -10,15 +11,13 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+AZURE_EXAMPLES = ROOT / "tests" / "fixtures" / "azure_examples"
 
 
-def shared_path(*parts: str) -> Path:
-    """A file under ../shared (the team's reference material). Fails loudly, never skips, when it is missing."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.fail(f"{path} is missing: the tests need ../shared beside the checkout (see README, Testing)")
-    return path
+def azure_example(name: str, status: str = "200") -> Any:
+    """The body of one published Azure REST API example, as kept in tests/fixtures/azure_examples (each file names
+    its source in github.com/Azure/azure-rest-api-specs)."""
+    return json.loads((AZURE_EXAMPLES / name).read_text())["responses"][status]["body"]
 
 
 def is_root() -> bool:

@@ -148,7 +148,9 @@ async def test_a_collector_that_cannot_render_does_not_fail_the_scrape(running, 
     assert "snat_test_sample_age_seconds{pod=undeclared label}" not in m
     assert "snat_test_value{node=n1}" not in m
     assert m["snat_exporter_exposition_errors_total{collector=conntrack}"] == 1.0  # counted in the same scrape
-    assert m[f"snat_exporter_build_info{{python={platform.python_version()},version=0.1.0}}"] == 1
+    assert (
+        m[f"snat_exporter_build_info{{python_version={platform.python_version()},revision=unknown,version=0.1.0}}"] == 1
+    )
 
 
 async def test_a_snapshot_that_cannot_be_rendered_is_a_failed_run_not_health(running, clock) -> None:

@@ -1,9 +1,11 @@
 """SNAT capacity arithmetic for AKS outbound, as Microsoft documents it.
 
-Sources (see ../shared/reference/azure-monitor.md §5): 64,000 SNAT ports per Load Balancer frontend IP; the
-default allocation table by backend pool size, capped at 1,024 ports per instance; AKS's sizing formula
+Sources: https://learn.microsoft.com/azure/load-balancer/load-balancer-outbound-connections (64,000 SNAT ports per
+Load Balancer frontend IP; the default allocation table by backend pool size, capped at 1,024 ports per instance),
+https://learn.microsoft.com/azure/aks/configure-load-balancer-standard (AKS's sizing formula
 ``64,000 / ports per node * outbound IPs = max nodes`` with headroom for upgrade surge nodes; ports per node in
-multiples of 8; up to 100 managed outbound IPs; NAT Gateway: 64,512 ports per public IP, up to 16 IPs.
+multiples of 8; up to 100 managed outbound IPs) and https://learn.microsoft.com/azure/nat-gateway/nat-gateway-resource
+(NAT Gateway: 64,512 ports per public IP, up to 16 IPs; 50,000 connections per IP and destination, 2 million in all).
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.core.exceptions import DeserializationError
+from azure.mgmt.monitor.models import Response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,7 +39,7 @@ from snat_exporter.collectors.conntrack.parse import (
 )
 from snat_exporter.settings import ConfigError
 from tests.collectors.conntrack import nlbuild as nb
-from tests.conftest import shared_path
+from tests.conftest import azure_example
 
 FUZZ = settings(max_examples=150, deadline=500, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 MAX_PEAK = 8 * 1024 * 1024  # bytes one parse may allocate at its peak, for inputs of at most ~64 KiB
@@ -193,10 +195,6 @@ json_values = st.recursive(
 )
 
 
-def _example(name: str) -> Any:
-    return json.loads(shared_path("reference", "azure-examples", name).read_text())
-
-
 @st.composite
 def mutated_json(draw: st.DrawFn, base: Any) -> Any:
     """A real Azure answer with one node somewhere replaced by arbitrary JSON."""
@@ -227,7 +225,7 @@ AGGREGATIONS = st.sampled_from(["average", "total", "maximum", "count", "bogus"]
 @FUZZ
 @given(st.data())
 def test_get_batch_json(data: st.DataObject) -> None:
-    base = _example("metrics-batch-2024-02-01-MetricBatchExample2.json")
+    base = azure_example("metrics-batch-2024-02-01-MetricBatchExample2.json")
     body = data.draw(st.one_of(json_values, mutated_json(base)))
     aggregation = data.draw(AGGREGATIONS)
     only((MalformedResponse,), lambda: parse_batch(body, aggregation))
@@ -236,7 +234,7 @@ def test_get_batch_json(data: st.DataObject) -> None:
 @FUZZ
 @given(st.data())
 def test_metrics_list_json(data: st.DataObject) -> None:
-    base = _example("metrics-list-2024-02-01-GetMetric.json")
+    base = azure_example("metrics-list-2024-02-01-GetMetric.json")
     body = data.draw(st.one_of(json_values, mutated_json(base)))
     aggregation = data.draw(AGGREGATIONS)
     only((MalformedResponse,), lambda: parse_metrics_json(body, aggregation, {}))
@@ -245,10 +243,8 @@ def test_metrics_list_json(data: st.DataObject) -> None:
 @FUZZ
 @given(st.data())
 def test_metrics_list_through_the_sdk_models(data: st.DataObject) -> None:
-    from azure.core.exceptions import DeserializationError
-    from azure.mgmt.monitor.models import Response
-
-    base = _example("metrics-list-2024-02-01-GetMetric.json")
+    # The SDK is imported at module level: a first import inside the test would count against the deadline.
+    base = azure_example("metrics-list-2024-02-01-GetMetric.json")
     body = data.draw(st.one_of(json_values, mutated_json(base)))
     aggregation = data.draw(AGGREGATIONS)
 

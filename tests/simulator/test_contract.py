@@ -1,19 +1,17 @@
-"""The simulator's answers have the structure of Azure's own examples: same keys, same types, same nesting."""
+"""The simulator's answers have the structure of Azure's own examples: same keys, same types, same nesting.
+
+The examples are the published ones of github.com/Azure/azure-rest-api-specs, kept in tests/fixtures/azure_examples
+(each file names its source path and commit)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import aiohttp
 
 from snat_exporter.simulator import Fault
-from tests.conftest import shared_path
+from tests.conftest import azure_example
 from tests.simulator.conftest import timespan
-
-
-def example(name: str, status: str = "200") -> Any:
-    return json.loads(shared_path("reference", "azure-examples", name).read_text())["responses"][status]["body"]
 
 
 def _kind(value: Any) -> str:
@@ -58,6 +56,10 @@ def test_structure_diff_catches_differences() -> None:
     assert structure_diff(base, {"a": {"b": 1.0}, "d": 5}) == ["$.a: expected list, got dict"]
 
 
+def dimension_names(body: Any) -> set[str]:
+    return {md["name"]["value"] for m in body["value"] for ts in m["timeseries"] for md in ts["metadatavalues"]}
+
+
 async def get_json(url: str, params: dict[str, str]) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as session, session.get(url, params=params) as resp:
         return resp.status, await resp.json()
@@ -90,8 +92,12 @@ async def test_metrics_list_data_matches_2024_02_01_example(make_sim, clock) -> 
         for ts in metric["timeseries"]:
             ts["data"] = [p for p in ts["data"] if "average" in p]
             assert ts["data"]
-    assert structure_diff(example("metrics-list-2024-02-01-GetMetric.json"), body) == []
+    expected = azure_example("metrics-list-2024-02-01-GetMetric.json")
+    assert structure_diff(expected, body) == []
     assert len(body["value"][0]["timeseries"]) == 5
+    # Azure answers a `$filter` on `Tier` or `BackendIPAddress` with the dimension's name lower-cased.
+    assert dimension_names(expected) == {"tier"}
+    assert dimension_names(body) == {"backendipaddress"}
 
 
 async def test_metrics_list_metadata_matches_example(make_sim, clock) -> None:
@@ -108,7 +114,7 @@ async def test_metrics_list_metadata_matches_example(make_sim, clock) -> None:
         },
     )
     assert status == 200
-    assert structure_diff(example("metrics-list-2023-10-01-GetMetricMetadata.json"), body) == []
+    assert structure_diff(azure_example("metrics-list-2023-10-01-GetMetricMetadata.json"), body) == []
     assert len(body["value"][0]["timeseries"]) == 60
 
 
@@ -126,7 +132,7 @@ async def test_per_metric_error_matches_example(make_sim, clock) -> None:
         },
     )
     assert status == 200
-    assert structure_diff(example("metrics-list-2023-10-01-GetMetricError.json"), body) == []
+    assert structure_diff(azure_example("metrics-list-2023-10-01-GetMetricError.json"), body) == []
     assert [m["errorCode"] for m in body["value"]] == ["InvalidSamplingType", "Success"]
 
 
@@ -151,13 +157,13 @@ async def test_get_batch_matches_example(make_sim, clock) -> None:
         async with session.post(url, params=params, json={"resourceids": [lb.id]}) as resp:
             assert resp.status == 200
             body = await resp.json()
-        assert structure_diff(example("metrics-batch-2024-02-01-MetricBatchExample2.json"), body) == []
+        assert structure_diff(azure_example("metrics-batch-2024-02-01-MetricBatchExample2.json"), body) == []
         # The example's error: a time range given the pre-2024 way.
         async with session.post(
             url, params={**params, "timespan": timespan(clock)}, json={"resourceids": [lb.id]}
         ) as resp:
             assert resp.status == 400
             error = await resp.json()
-    expected = example("metrics-batch-2024-02-01-MetricBatchExample2.json", "default")
+    expected = azure_example("metrics-batch-2024-02-01-MetricBatchExample2.json", "default")
     assert structure_diff(expected, error) == []
     assert error["error"]["message"] == expected["error"]["message"]

@@ -234,7 +234,10 @@ def parse_series_json(
     names = {} if names is None else names
     rejected = Counter() if rejected is None else rejected
     dims = []
-    for md in element.get("metadatavalues") or ():
+    metadatavalues = element.get("metadatavalues") or ()
+    if not isinstance(metadatavalues, list | tuple):
+        raise MalformedResponse("metadatavalues is not a list")
+    for md in metadatavalues:
         name = md.get("name") if _is_object(md) else None
         text = name.get("value") if _is_object(name) else None
         if not isinstance(text, str):

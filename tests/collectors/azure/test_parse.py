@@ -29,7 +29,7 @@ from snat_exporter.collectors.azure.parse import (
     parse_response,
 )
 from snat_exporter.collectors.azure.queries import LB_METRICS, LOAD_BALANCERS, NAT_GATEWAYS, NAT_METRICS, plan, protocol
-from tests.conftest import ROOT, shared_path
+from tests.conftest import AZURE_EXAMPLES, ROOT, azure_example
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -39,8 +39,7 @@ def ts(text: str) -> float:
 
 
 def example(name: str) -> Response:
-    body = json.loads(shared_path("reference", "azure-examples", name).read_text())["responses"]["200"]["body"]
-    return Response.deserialize(body)
+    return Response.deserialize(azure_example(name))
 
 
 def fixture(name: str) -> Response:
@@ -341,7 +340,7 @@ def test_a_broken_batch_body_is_refused_as_json_loads_refuses_it(raw: bytes) -> 
 
 
 def test_the_real_batch_example_decodes_as_json_loads_does() -> None:
-    raw = shared_path("reference/azure-examples/metrics-batch-2024-02-01-MetricBatchExample2.json").read_bytes()
+    raw = (AZURE_EXAMPLES / "metrics-batch-2024-02-01-MetricBatchExample2.json").read_bytes()
     answer = json.dumps(json.loads(raw)["responses"]["200"]["body"], indent=2).encode()  # what the API returns
     assert load_batch_json(answer) == json.loads(answer)
     assert len(load_batch_json(answer)["values"]) == 3
