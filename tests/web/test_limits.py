@@ -99,7 +99,7 @@ async def test_concurrent_scrapes_are_capped() -> None:
         # The route holds the bound method: swap what it calls.
         for route in exporter._runner.app.router.routes():  # type: ignore[union-attr]
             if route.resource is not None and route.resource.canonical == "/metrics":
-                route._handler = slow  # type: ignore[attr-defined]
+                route._handler = slow
         async with aiohttp.ClientSession() as s:
             first = asyncio.create_task(s.get(url + "/metrics"))
             await entered.wait()
