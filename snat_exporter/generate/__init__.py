@@ -4,10 +4,12 @@ Reads the metric catalogues, the settings declarations and the mixin config (:mo
 the server or a collector at work. Writes the same tree into ``DIR`` that the repository commits with the
 defaults (``make generate`` is ``snat-exporter generate --out .``):
 
-- ``alerts/*.yml``: Prometheus rule files;
+- ``alerts/recording_rules.yml``, ``alerts/alerts.yml``: Prometheus rule files (:mod:`.rules`);
 - ``dashboards/out/*.json``: Grafana dashboards (:mod:`.dashboards`);
 - ``deploy/kubernetes/overlays/kube-prometheus-stack/generated/``: PrometheusRules and dashboard ConfigMaps
   (:mod:`.deploy`);
+- ``deploy/azure/``: the rules as Azure Monitor managed Prometheus rule groups, ARM template and Bicep
+  (:mod:`.azure_rules`);
 - ``docs/configuration.md``, ``docs/metrics.md`` (:mod:`.docs`), and README.md's generated tables when ``DIR``
   has a README.md with the markers.
 """
@@ -15,15 +17,17 @@ defaults (``make generate`` is ``snat-exporter generate --out .``):
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-from snat_exporter.generate import deploy, docs
+from snat_exporter.generate import azure_rules, deploy, docs, rules
 from snat_exporter.generate.deploy import GenerateError
 from snat_exporter.generate.mixin import MixinConfig
 
 Files = dict[PurePosixPath, str]
 # Only generating needs these; the exporter's image and a plain `pip install snat-exporter` go without them.
-EXTRA_MODULES = ("grafana_foundation_sdk",)
+EXTRA_MODULES = ("grafana_foundation_sdk", "promql_parser")
 
 
 def require_extra() -> None:
@@ -35,26 +39,39 @@ def require_extra() -> None:
         )
 
 
-def rule_files(out: Path) -> Files:
-    """The rule files under ``out/alerts`` (hand-written until the rule generator lands)."""
-    found = sorted({p for pattern in ("*.yml", "*.yaml") for p in (out / "alerts").glob(pattern) if p.is_file()})
-    return {PurePosixPath("alerts") / p.name: p.read_text() for p in found}
-
-
 def render(mixin: MixinConfig, out: Path) -> Files:
     """Every generated file (path relative to ``out``) and its exact content."""
     require_extra()
     from snat_exporter.generate import dashboards  # needs the `generate` extra (Grafana Foundation SDK)
 
     files: Files = {}
-    files.update(rule_files(out))
-    files.update({PurePosixPath("dashboards/out") / name: text for name, text in dashboards.render(mixin).items()})
+    files.update({PurePosixPath("alerts") / name: text for name, text in rules.render(mixin).items()})
+    boards = dashboards.render(mixin)
+    files.update({PurePosixPath("dashboards/out") / name: text for name, text in boards.items()})
+    check_promql(mixin, [json.loads(text) for text in boards.values()])
     files.update(deploy.render(files, folder=mixin.dashboards.folder))
+    files.update(azure_rules.render(mixin))
     files.update(docs.render())
     readme = out / docs.README
     if readme.is_file() and docs.README_MARKER in readme.read_text():
         files[docs.README] = docs.readme_md(readme.read_text())
     return files
+
+
+def check_promql(mixin: MixinConfig, boards: list[dict[str, Any]]) -> None:
+    """Parses every rule expression, annotation query and dashboard query: raises GenerateError naming the first
+    that a real PromQL parser refuses (a typo in a mixin selector ends here, not in Prometheus)."""
+    from snat_exporter.generate import promql
+
+    for rule_file in rules.rule_files(mixin):
+        for group in rule_file.groups:
+            for rule in group.rules:
+                promql.parse(rule.expr, f"{rule_file.name}: {rule.name}")
+                for query in promql.template_queries(rule.description_text()):
+                    promql.parse(query, f"{rule_file.name}: {rule.name} (description)")
+    for board in boards:
+        for where, query in promql.dashboard_queries(board):
+            promql.parse(query, where)
 
 
 def stale(out: Path, files: Files) -> list[PurePosixPath]:

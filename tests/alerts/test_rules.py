@@ -21,7 +21,7 @@ ALERTS_DIR = ROOT / "alerts"
 RULE_FILES = [ALERTS_DIR / "recording_rules.yml", ALERTS_DIR / "alerts.yml"]
 TEST_FILES = sorted((ALERTS_DIR / "tests").glob("*.yml"))
 RUNBOOK = ALERTS_DIR / "runbook.md"
-RUNBOOK_BASE = "https://github.com/snat-exporter/snat-exporter/blob/main/alerts/runbook.md#"
+RUNBOOK_BASE = "alerts/runbook.md#"
 SEVERITIES = {"critical", "warning", "info"}
 # level:metric:operations (https://prometheus.io/docs/practices/rules/)
 RECORD_NAME = re.compile(r"^(node|nat_gateway|cluster):[a-z][a-z0-9_]*:[a-z0-9_]+$")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,12 +32,12 @@ def test_check_mode_is_clean_on_the_repository_and_runs_as_the_installed_command
 def test_generate_into_an_empty_directory_then_check_then_drift(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    shutil.copytree(ROOT / "alerts", tmp_path / "alerts")  # hand-written rule files, carried into PrometheusRules
     assert cli.main(["generate", "--out", str(tmp_path)]) == 0
     written = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
     assert "dashboards/out/cluster-overview.json" in written
     assert "deploy/kubernetes/overlays/kube-prometheus-stack/generated/prometheusrule-alerts.yaml" in written
     assert "docs/metrics.md" in written
+    assert "alerts/alerts.yml" in written
     assert cli.main(["generate", "--out", str(tmp_path), "--check"]) == 0
     (tmp_path / "dashboards" / "out" / "snat-activity.json").write_text("{}\n")
     capsys.readouterr()
