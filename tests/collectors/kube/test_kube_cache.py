@@ -191,3 +191,42 @@ def test_index_never_names_a_pod_that_does_not_hold_the_ip(events: list[tuple[st
         if len(holders) == 1:
             assert info is not None and info.name == holders[0]
     assert len(pods) == len(live)
+
+
+def test_after_a_relist_a_reused_ip_names_the_live_pod_not_the_terminating_one() -> None:
+    """Issue 15: a relist applies pods in name order, so a terminating web-zzz (listed after the new api-aaa that
+    got its IP) answered for the IP until its DELETED event. Live pods win, then the newer one."""
+    terminating = pod_object("shop", "web-zzz", "10.1.0.3")
+    terminating["metadata"]["creationTimestamp"] = "2026-11-22T09:00:00Z"
+    terminating["metadata"]["deletionTimestamp"] = "2026-11-22T10:00:00Z"
+    new = pod_object("shop", "api-aaa", "10.1.0.3")
+    new["metadata"]["creationTimestamp"] = "2026-11-22T10:00:05Z"
+    for order in ([new, terminating], [terminating, new]):
+        pods = PodIndex()
+        pods.replace(order)
+        assert must(pods.get("10.1.0.3")).name == "api-aaa"
+        pods.apply("MODIFIED", terminating)  # its status updates while it shuts down change nothing
+        assert must(pods.get("10.1.0.3")).name == "api-aaa"
+        pods.apply("DELETED", new)  # if the new pod goes first, the one still holding the IP answers
+        assert must(pods.get("10.1.0.3")).name == "web-zzz"
+    # Two live claimants (the old one's deletion not yet seen): the newer pod, in either order.
+    old = pod_object("shop", "zz-old", "10.1.0.4")
+    old["metadata"]["creationTimestamp"] = "2026-11-22T09:00:00Z"
+    newer = pod_object("shop", "aa-new", "10.1.0.4")
+    newer["metadata"]["creationTimestamp"] = "2026-11-22T10:00:00Z"
+    for order in ([newer, old], [old, newer]):
+        pods = PodIndex()
+        pods.replace(order)
+        assert must(pods.get("10.1.0.4")).name == "aa-new"
+
+
+def test_a_pod_that_starts_terminating_hands_its_ip_to_the_live_claimant() -> None:
+    pods = PodIndex()
+    new = pod_object("b", "new", "10.1.0.3")
+    old = pod_object("a", "old", "10.1.0.3")
+    pods.apply("ADDED", new)
+    pods.apply("ADDED", old)  # a late event of the old pod: the newest claim answers for now
+    assert must(pods.get("10.1.0.3")).name == "old"
+    old["metadata"]["deletionTimestamp"] = "2026-11-22T10:00:00Z"
+    pods.apply("MODIFIED", old)
+    assert must(pods.get("10.1.0.3")).name == "new"
