@@ -116,6 +116,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return run_generate(args.config, Path(args.out), check=args.check)
 
 
+def cmd_dashboards_add_row(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from snat_exporter.generate.command import run_add_row
+
+    return run_add_row(args.config, Path(args.into), Path(args.out) if args.out else None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="snat-exporter",
@@ -179,6 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".", help="directory to write the generated tree into (default: .)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 naming each file that differs")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("dashboards", help="work with Grafana dashboards you already have")
+    dashboards = p.add_subparsers(dest="dashboards_command", required=True)
+    p = dashboards.add_parser(
+        "add-row",
+        help="put the Network: SNAT Activity row into an exported dashboard (replaces it on a second run)",
+    )
+    p.add_argument("--into", required=True, metavar="FILE", help="the dashboard JSON, e.g. cluster-overview.json")
+    p.add_argument("--out", metavar="FILE", help="write here instead of changing --into in place")
+    p.add_argument("--config", help="mixin config: cluster label, job selectors, thresholds (docs/mixin.md)")
+    p.set_defaults(func=cmd_dashboards_add_row)
     return parser
 
 
