@@ -12,7 +12,13 @@ import sys
 import time
 
 # Each runs in its own process, so one's memory and threads do not colour the next one's figures.
-BENCHMARKS = ("bench.azure_collection", "bench.scrape_latency", "bench.kube_cache", "bench.conntrack_dump")
+BENCHMARKS = (
+    "bench.azure_collection",
+    "bench.scrape_latency",
+    "bench.kube_cache",
+    "bench.conntrack_dump",
+    "bench.cilium_map",
+)
 TAKES_QUICK = {"bench.azure_collection", "bench.scrape_latency"}
 
 

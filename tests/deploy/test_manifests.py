@@ -7,6 +7,7 @@ checked on the output of the real `kubectl kustomize`.
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
@@ -41,6 +42,8 @@ KUBERNETES_VERSIONS = ("1.32", kubernetes_validate.utils.latest_version())
 CUSTOM_GROUPS = ("monitoring.coreos.com/", "azmonitoring.coreos.com/")
 CONFIG_PATH = "/etc/snat-exporter/config.yaml"
 CLUSTER, AGENT = "snat-exporter-cluster", "snat-exporter-node-agent"
+EBPF_AGENT = "snat-exporter-node-agent-ebpf"
+EBPF_LABEL = "kubernetes.azure.com/ebpf-host-routing"
 
 
 def is_custom(obj: Obj) -> bool:
@@ -161,7 +164,11 @@ def _config_of(base: list[Obj], workload: Obj) -> str:
 
 @pytest.mark.parametrize(
     ("kind", "name", "collectors"),
-    [("Deployment", CLUSTER, "azure, kubernetes"), ("DaemonSet", AGENT, "kubernetes, conntrack")],
+    [
+        ("Deployment", CLUSTER, "azure, kubernetes"),
+        ("DaemonSet", AGENT, "kubernetes, conntrack"),
+        ("DaemonSet", EBPF_AGENT, "kubernetes, conntrack"),
+    ],
 )
 def test_shipped_configs_pass_check_config(
     base: list[Obj], tmp_path: Path, kind: str, name: str, collectors: str
@@ -192,6 +199,12 @@ def test_configs_give_each_role_only_its_own_collectors(base: list[Obj], tmp_pat
     assert agent.kubernetes.pods and not agent.kubernetes.nodes and not agent.azure.enabled
     # The node name comes from the downward API, not from a value baked into a cluster-wide ConfigMap.
     assert agent.kubernetes.node_name is None and agent.conntrack.node_name is None
+    assert agent.conntrack.source == "auto"
+    ebpf_file = tmp_path / "ebpf.yaml"
+    ebpf_file.write_text(_config_of(base, one(base, "DaemonSet", EBPF_AGENT)))
+    ebpf = load_config(ebpf_file, environ={})
+    assert (ebpf.conntrack.source, ebpf.conntrack.bpffs) == ("cilium", "/sys/fs/bpf")
+    assert ebpf.kubernetes.pods and not ebpf.kubernetes.nodes and not ebpf.azure.enabled
     for config in (cluster, agent):
         assert config.listen[1] == DEFAULT_PORT
 
@@ -219,7 +232,6 @@ def test_node_agent_runs_on_every_linux_node_in_the_host_network(base: list[Obj]
     assert spec["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert {"operator": "Exists"} in spec["tolerations"], "must tolerate every taint of every node pool"
     assert spec.get("nodeSelector") == {"kubernetes.io/os": "linux"}
-    assert "affinity" not in spec
     priority = one(base, "PriorityClass", spec["priorityClassName"])
     assert 0 < priority["value"] < 1_000_000_000 and priority["globalDefault"] is False
     (container,) = spec["containers"]
@@ -227,6 +239,57 @@ def test_node_agent_runs_on_every_linux_node_in_the_host_network(base: list[Obj]
     assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     # Two agents on one node would fight over the host port: a surge must not happen.
     assert daemonset["spec"]["updateStrategy"]["rollingUpdate"].get("maxSurge", 0) in (0, "0", "0%")
+
+
+def _schedules_on(spec: Obj, labels: dict[str, str]) -> bool:
+    """nodeSelector and required node affinity (matchExpressions of any term), as the scheduler applies them."""
+    if any(labels.get(k) != v for k, v in spec.get("nodeSelector", {}).items()):
+        return False
+    required = spec.get("affinity", {}).get("nodeAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+    if required is None:
+        return True
+    return any(labels_match({"matchExpressions": t["matchExpressions"]}, labels) for t in required["nodeSelectorTerms"])
+
+
+def test_each_linux_node_runs_exactly_one_node_agent(base: list[Obj]) -> None:
+    agents = [one(base, "DaemonSet", AGENT), one(base, "DaemonSet", EBPF_AGENT)]
+    linux = {"kubernetes.io/os": "linux"}
+    for labels, expected in [
+        (linux, AGENT),
+        ({**linux, EBPF_LABEL: "true"}, EBPF_AGENT),
+        ({**linux, EBPF_LABEL: "false"}, AGENT),
+    ]:
+        running = [a["metadata"]["name"] for a in agents if _schedules_on(pod_template(a)["spec"], labels)]
+        assert running == [expected], labels
+    assert not any(_schedules_on(pod_template(a)["spec"], {"kubernetes.io/os": "windows"}) for a in agents)
+
+
+def test_ebpf_agent_reads_the_bpffs_read_only_with_cap_bpf_and_otherwise_matches_the_agent(base: list[Obj]) -> None:
+    base = copy.deepcopy(base)  # the fixture is shared by the module: compare on a copy we may change
+    standard, ebpf = pod_template(one(base, "DaemonSet", AGENT)), pod_template(one(base, "DaemonSet", EBPF_AGENT))
+    (container,) = ebpf["spec"]["containers"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "bpffs")
+    assert mount == {
+        "name": "bpffs",
+        "mountPath": "/sys/fs/bpf",
+        "readOnly": True,
+        "mountPropagation": "HostToContainer",
+    }
+    volume = next(v for v in ebpf["spec"]["volumes"] if v["name"] == "bpffs")
+    assert volume["hostPath"] == {"path": "/sys/fs/bpf", "type": "Directory"}
+    security = container["securityContext"]
+    assert security["capabilities"] == {"drop": ["ALL"], "add": ["BPF"]}, "no NET_ADMIN: counters from procfs"
+    assert security["privileged"] is False and security["readOnlyRootFilesystem"] is True
+    # Everything else is the standard agent's, so that a change to one is made to both.
+    for spec in (standard, ebpf):
+        spec["metadata"]["labels"].pop("app.kubernetes.io/instance")
+        spec["spec"].pop("nodeSelector")
+        spec["spec"].pop("affinity", None)
+        (c,) = spec["spec"]["containers"]
+        c["securityContext"].pop("capabilities")
+        c["volumeMounts"] = [m for m in c["volumeMounts"] if m["name"] != "bpffs"]
+        spec["spec"]["volumes"] = [v for v in spec["spec"]["volumes"] if v["name"] not in ("bpffs", "config")]
+    assert ebpf == standard
 
 
 def test_disruption_budget_covers_the_exporter_without_blocking_node_drains(base: list[Obj]) -> None:
@@ -287,8 +350,8 @@ def test_rbac_is_read_only_and_split_by_role(base: list[Obj]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ scraping
-def _scrape_targets(objs: list[Obj], base: list[Obj]) -> dict[str, Obj]:
-    """Monitor name -> the one workload whose pods it scrapes (through a Service for a ServiceMonitor)."""
+def _scrape_targets(objs: list[Obj], base: list[Obj]) -> dict[str, list[Obj]]:
+    """Monitor name -> the workloads whose pods it scrapes (through a Service for a ServiceMonitor)."""
     out = {}
     for monitor in [o for o in objs if o["kind"] in ("PodMonitor", "ServiceMonitor")]:
         selector = monitor["spec"]["selector"]
@@ -303,15 +366,15 @@ def _scrape_targets(objs: list[Obj], base: list[Obj]) -> dict[str, Obj]:
             endpoints = monitor["spec"]["podMetricsEndpoints"]
             ports = None
         matched = [w for w in workloads(base) if labels_match(pod_selector, pod_template(w)["metadata"]["labels"])]
-        assert len(matched) == 1, f"{key(monitor)} scrapes {len(matched)} workloads"
-        (container,) = pod_template(matched[0])["spec"]["containers"]
-        ports = ports if ports is not None else {p["name"] for p in container["ports"]}
+        assert matched, f"{key(monitor)} scrapes no workload"
+        if ports is None:
+            ports = {p["name"] for w in matched for (c,) in [pod_template(w)["spec"]["containers"]] for p in c["ports"]}
         for endpoint in endpoints:
             assert endpoint["port"] in ports, f"{key(monitor)}: no port named {endpoint['port']}"
             assert endpoint.get("path", "/metrics") == "/metrics"
             # Our own node/namespace/pod labels must not be renamed exported_* by the target's labels.
             assert endpoint.get("honorLabels") is True, key(monitor)
-        out[monitor["metadata"]["name"]] = matched[0]
+        out[monitor["metadata"]["name"]] = matched
     return out
 
 
@@ -327,8 +390,9 @@ def _job(monitor: Obj) -> str:
 def test_each_overlay_scrapes_both_components_under_stable_job_names(tree: str, base: list[Obj]) -> None:
     objs = render(OVERLAYS[tree])
     targets = _scrape_targets(objs, base)
-    assert sorted(key(w) for w in targets.values()) == sorted(
-        key(w) for w in [one(base, "Deployment", CLUSTER), one(base, "DaemonSet", AGENT)]
+    assert sorted(key(w) for ws in targets.values() for w in ws) == sorted(
+        key(w)
+        for w in [one(base, "Deployment", CLUSTER), one(base, "DaemonSet", AGENT), one(base, "DaemonSet", EBPF_AGENT)]
     )
     monitors = [o for o in objs if o["kind"] in ("PodMonitor", "ServiceMonitor")]
     jobs = {o["metadata"]["name"]: _job(o) for o in monitors}

@@ -8,9 +8,12 @@ import pytest
 
 from tests.deploy.manifests import ALL_TREES, Obj, containers, key, one, pod_template, render, workloads
 
-# The node agent needs CAP_NET_ADMIN for ctnetlink (the conntrack dump and stats); nothing else needs any capability.
-ALLOWED_CAPABILITIES = {"snat-exporter-node-agent": {"NET_ADMIN"}}
-HOST_NETWORK = {"snat-exporter-node-agent"}
+# The node agent needs CAP_NET_ADMIN for ctnetlink (the conntrack dump and stats); its eBPF host routing variant
+# CAP_BPF, on kernels before 6.5 only, to open Cilium's pinned SNAT map. Nothing else needs any capability.
+ALLOWED_CAPABILITIES = {"snat-exporter-node-agent": {"NET_ADMIN"}, "snat-exporter-node-agent-ebpf": {"BPF"}}
+HOST_NETWORK = {"snat-exporter-node-agent", "snat-exporter-node-agent-ebpf"}
+# The one host path: the host's bpffs, read-only, where Cilium pins its SNAT map.
+HOST_PATHS = {"snat-exporter-node-agent-ebpf": {"/sys/fs/bpf"}}
 # Volume types the Pod Security "restricted" profile allows.
 RESTRICTED_VOLUMES = {
     "configMap",
@@ -90,8 +93,13 @@ def test_no_host_namespaces_but_the_agents_network(tree: str) -> None:
         assert not spec.get("hostPID") and not spec.get("hostIPC"), key(workload)
         assert bool(spec.get("hostNetwork")) == (workload["metadata"]["name"] in HOST_NETWORK), key(workload)
         assert not spec.get("shareProcessNamespace"), key(workload)
-        for volume in spec.get("volumes", []):
-            assert "hostPath" not in volume, f"{key(workload)} mounts a host path"
+        allowed = HOST_PATHS.get(workload["metadata"]["name"], set())
+        host_volumes = {v["name"]: v["hostPath"]["path"] for v in spec.get("volumes", []) if "hostPath" in v}
+        assert set(host_volumes.values()) <= allowed, f"{key(workload)} mounts a host path"
+        for container in containers(spec):
+            for mount in container.get("volumeMounts", []):
+                if mount["name"] in host_volumes:
+                    assert mount.get("readOnly") is True, f"{key(workload)} mounts {mount['mountPath']} writable"
         for container in containers(spec):
             assert all("hostPort" not in p or spec.get("hostNetwork") for p in container.get("ports", [])), key(
                 workload

@@ -229,7 +229,7 @@ def lookup_batches(fd: int, key_size: int, value_size: int, batch: int = 4096) -
                 raise
         n = attr.count
         if n:
-            yield keys.raw[: n * key_size], values.raw[: n * value_size], n
+            yield ctypes.string_at(keys, n * key_size), ctypes.string_at(values, n * value_size), n
         if done:
             return
         first = False

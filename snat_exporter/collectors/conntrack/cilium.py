@@ -34,6 +34,7 @@ routing node against ``cilium-dbg bpf nat list`` (docs/conntrack.md says how).
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import socket
 import struct
@@ -53,18 +54,46 @@ MAP_DIR = "tc/globals"
 class Layout:
     map_name: str
     family: int
-    key: struct.Struct  # daddr, saddr, dport, sport (raw), nexthdr, flags
-    value: struct.Struct  # to_saddr, to_sport (raw)
+    address_size: int
 
     @property
     def label(self) -> str:
         return "v4" if self.family == socket.AF_INET else "v6"
 
+    @property
+    def key(self) -> struct.Struct:
+        """struct ip*_ct_tuple: daddr, saddr, dport, sport (raw big-endian), nexthdr, flags; packed."""
+        a = self.address_size
+        return struct.Struct(f"={a}s{a}s2s2sBB")
 
-V4 = Layout("cilium_snat_v4_external", socket.AF_INET, struct.Struct("=4s4s2s2sBB"), struct.Struct("=32x4s2s2x"))
-V6 = Layout("cilium_snat_v6_external", socket.AF_INET6, struct.Struct("=16s16s2s2sBB"), struct.Struct("=32x16s2s6x"))
+    @property
+    def value(self) -> struct.Struct:
+        """struct ip*_nat_entry after its 32-byte common header: to_saddr, to_sport (raw), then padding to 8."""
+        a = self.address_size
+        return struct.Struct(f"=32x{a}s2s{(-(32 + a + 2)) % 8}x")
+
+    @property
+    def record(self) -> struct.Struct:
+        """What is counted of one entry (see NatCounts.feed): the key with its source port and flags zeroed,
+        then to_saddr: daddr, saddr, dport, nexthdr, to_saddr."""
+        a = self.address_size
+        return struct.Struct(f"={a}s{a}s2s2xBx{a}s")
+
+    @property
+    def key_columns(self) -> tuple[int, ...]:
+        """Offsets of the key bytes that are counted: all but the source port and the flags."""
+        a = self.address_size
+        sport, flags = (2 * a + 2, 2 * a + 3), 2 * a + 5
+        return tuple(c for c in range(2 * a + 6) if c not in sport and c != flags)
+
+
+V4 = Layout("cilium_snat_v4_external", socket.AF_INET, 4)
+V6 = Layout("cilium_snat_v6_external", socket.AF_INET6, 16)
 LAYOUTS = (V4, V6)
 ACCEPTED_TYPES = (bpf.BPF_MAP_TYPE_LRU_HASH, bpf.BPF_MAP_TYPE_HASH)  # HASH: Cilium built without LRU support
+_BY_RECORD = {layout.record.size: layout for layout in LAYOUTS}
+# bytes.translate table: flags byte -> 1 for an egress entry (TUPLE_F_IN clear), 0 for a reverse one.
+_EGRESS = bytes(0 if flags & TUPLE_F_IN else 1 for flags in range(256))
 
 
 class LayoutError(ValueError):
@@ -87,9 +116,8 @@ def check(info: bpf.MapInfo, layout: Layout) -> None:
         )
 
 
-# (source ip, protocol, destination ip, destination port, egress ip, source NAT applied), all raw bytes:
-# counted first, decoded once per distinct key.
-RawKey = tuple[bytes, int, bytes, bytes, bytes, bool]
+# One Layout.record, as iter_unpack gives it: counted first, decoded once per distinct key.
+RawKey = tuple[bytes]
 # (egress ip, destination ip, destination port, protocol name)
 EgressTuple = tuple[str, str, str, str]
 
@@ -105,35 +133,50 @@ class NatCounts:
     def feed(self, layout: Layout, keys: bytes, values: bytes) -> None:
         """Count the egress entries among ``keys``/``values`` (entries packed back to back, as a batch gives them).
 
-        One pass in C: iter_unpack splits the buffers, the generator keeps egress entries, Counter.update counts
-        the tuples; no Python statement runs per entry beyond the generator's filter."""
-        n = len(keys) // layout.key.size
-        before = self.raw.total()
-        self.raw.update(
-            (saddr, proto, daddr, dport, to_saddr, to_saddr != saddr or to_sport != sport)
-            for (daddr, saddr, dport, sport, proto, flags), (to_saddr, to_sport) in zip(
-                layout.key.iter_unpack(keys), layout.value.iter_unpack(values), strict=True
-            )
-            if not flags & TUPLE_F_IN
-        )
+        No Python statement runs per entry, and each entry becomes one bytes object to count: the counted bytes
+        of every key and value are copied column by column (one extended-slice assignment per byte column, in
+        C) into records with the source port and flags left zero, so that all entries of one (pod, destination,
+        port, protocol, egress IP) are equal bytes; the flags column, mapped to 1/0 by one translate, selects
+        the egress entries through itertools.compress; Counter.update counts. Measured (bench/cilium_map.py and
+        the commit that brought it): 2.5x faster than unpacking fields into tuples and filtering in a
+        generator, whose tuple hashing dominated."""
+        size, vsize, rsize = layout.key.size, layout.value.size, layout.record.size
+        n = len(keys) // size
+        selectors = keys[size - 1 :: size].translate(_EGRESS)
+        records = bytearray(rsize * n)
+        for c in layout.key_columns:
+            records[c::rsize] = keys[c::size]
+        for i in range(layout.address_size):  # to_saddr, after the 32-byte common header
+            records[size + i :: rsize] = values[32 + i :: vsize]
+        self.raw.update(itertools.compress(struct.iter_unpack(f"{rsize}s", records), selectors))
         self.entries += n
-        self.egress += self.raw.total() - before
+        self.egress += selectors.count(1)
+
+    def _decoded(self) -> list[tuple[bytes, bytes, bytes, int, bytes, int]]:
+        out = []
+        for (record,), n in self.raw.items():
+            daddr, saddr, dport, proto, egress = _BY_RECORD[len(record)].record.unpack(record)
+            out.append((daddr, saddr, dport, proto, egress, n))
+        return out
 
     def flows(self) -> Counter[FlowKey]:
-        """The counts as the flow keys every source gives the aggregation. The map has no TCP state: ""."""
+        """The counts as the flow keys every source gives the aggregation. The map has no TCP state: "".
+
+        snat is "true" when Cilium rewrote the source address (pods), "false" for the node's own flows, which
+        keep their address (Cilium may move their port), as the netlink source reports flows the node started."""
         out: Counter[FlowKey] = Counter()
-        for (saddr, proto, daddr, dport, _egress, snat), n in self.raw.items():
-            out[(_ip(saddr), proto, _ip(daddr), int.from_bytes(dport, "big"), snat, "")] += n
+        for daddr, saddr, dport, proto, egress, n in self._decoded():
+            out[(_ip(saddr), proto, _ip(daddr), int.from_bytes(dport, "big"), egress != saddr, "")] += n
         return out
 
     def egress_addresses(self) -> set[str]:
         """The addresses Cilium masquerades to: the node's own, whatever the agent's network namespace sees."""
-        return {_ip(k[4]) for k in self.raw}
+        return {_ip(egress) for _d, _s, _p, _n, egress, _c in self._decoded()}
 
     def tuples(self) -> Counter[EgressTuple]:
         """Flows per (egress IP, destination IP, destination port, protocol): what one NAT port range serves."""
         out: Counter[EgressTuple] = Counter()
-        for (_saddr, proto, daddr, dport, egress, _snat), n in self.raw.items():
+        for daddr, _saddr, dport, proto, egress, n in self._decoded():
             out[(_ip(egress), _ip(daddr), str(int.from_bytes(dport, "big")), _protocol(proto))] += n
         return out
 
