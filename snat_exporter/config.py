@@ -6,6 +6,7 @@ Precedence: command-line flags over ``SNAT_EXPORTER_*`` environment variables ov
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,11 +74,46 @@ class Config:
         return [name for name in ("azure", "kubernetes", "conntrack") if getattr(self, name).enabled]
 
 
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+# A config file is a few kilobytes; more is not one (and reading it whole would hold it in memory).
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def _is_dev_null(info: os.stat_result) -> bool:
     try:
-        text = Path(path).read_text()
+        null = os.stat(os.devnull)
+    except OSError:
+        return False
+    return stat.S_ISCHR(info.st_mode) and info.st_rdev == null.st_rdev
+
+
+def read_config_text(path: str | os.PathLike[str], field: str = "(file)") -> str:
+    """The text of a config file, refused unless it is a regular file: reading a FIFO blocks until a writer comes
+    (forever at start-up), /dev/zero never ends. Opened without blocking and checked on the open descriptor, so
+    nothing can be swapped in between."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        raise ConfigError([("(file)", f"cannot read {path}: {e.strerror}")]) from None
+        raise ConfigError([(field, f"cannot read {path}: {e.strerror}")]) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) and not _is_dev_null(info):  # /dev/null: an empty config, by convention
+            mode = info.st_mode
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "a device or socket"
+            raise ConfigError([(field, f"{path} is {kind}, not a regular file")])
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([(field, f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config file")])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError([(field, f"{path} is not UTF-8 text (byte {e.start})")]) from None
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    text = read_config_text(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -123,3 +124,28 @@ def test_simulator_endpoint_over_loopback_http_is_allowed() -> None:
         overrides={"azure.arm_endpoint": "http://127.0.0.1:9875", "azure.credential": "none"},
     )
     assert config.azure.credential == "none"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+def test_a_config_path_that_is_not_a_regular_file_exits_2_naming_it(tmp_path: Path, kind: str) -> None:
+    """Issue 15: a FIFO as the config file blocked start-up forever, /dev/zero read without end. Run as a process
+    with a deadline, so that a hang fails the test instead of stalling the suite."""
+    import subprocess
+    import sys
+
+    if kind == "fifo":
+        path = tmp_path / "exporter.yaml"
+        os.mkfifo(path)
+    elif kind == "directory":
+        path = tmp_path
+    else:
+        path = Path("/dev/zero")
+    for argv in (["check-config", str(path)], ["serve", "--config", str(path), "--listen", "127.0.0.1:0"]):
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "snat_exporter", *argv], capture_output=True, text=True, timeout=20
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{' '.join(argv)} with a {kind} as the config file still runs after 20 s")
+        assert done.returncode == 2, done.stderr
+        assert f"config error: (file): {path} is " in done.stderr and "not a regular file" in done.stderr, done.stderr

@@ -277,3 +277,20 @@ async def test_a_snapshot_stored_while_a_scrape_compresses_is_served_with_its_he
     # Not "collector succeeded" next to no data: both as of the same moment.
     assert m["snat_exporter_collector_success{collector=conntrack}"] == 1
     assert m["snat_test_value{node=n1}"] == 1.0
+
+
+async def test_an_ipv6_listen_address_is_logged_and_linked_in_brackets(clock, caplog) -> None:
+    """Issue 15: the start-up line said http://::1:PORT, which no browser or curl takes."""
+    import logging
+
+    exporter = Exporter(load_config(None, environ={}), clock=clock, collectors=[FakeCollector(clock)])
+    with caplog.at_level(logging.INFO, logger="snat_exporter"):
+        url = await exporter.start(host="::1", port=0, background=False)
+    try:
+        port = url.rsplit(":", 1)[1]
+        assert url == f"http://[::1]:{port}"
+        assert [r.url for r in caplog.records if r.getMessage() == "serving"] == [url]
+        async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as resp:
+            assert resp.status == 200  # the URL as logged works
+    finally:
+        await exporter.stop()

@@ -124,6 +124,45 @@ def classify(exc: BaseException) -> Failure:
     return Failure("internal", f"{type(exc).__name__}: {exc}")
 
 
+# The HTTP code of each StatusReason (k8s.io/apimachinery/pkg/apis/meta/v1 types.go), for an ERROR event whose
+# Status lacks its code: without one, the error passed for a TLS failure (status 0 is how the client reports those).
+_REASON_CODES = {
+    "Expired": 410,
+    "Gone": 410,
+    "Unauthorized": 401,
+    "Forbidden": 403,
+    "NotFound": 404,
+    "TooManyRequests": 429,
+    "BadRequest": 400,
+    "Invalid": 422,
+    "Conflict": 409,
+    "MethodNotAllowed": 405,
+    "InternalError": 500,
+    "ServiceUnavailable": 503,
+    "Timeout": 504,
+    "ServerTimeout": 500,
+}
+
+
+def error_event(status: Any) -> Exception:
+    """The exception for a watch ERROR event carrying ``status`` (a Status object), classified like the same error
+    answered as HTTP: its code, else the code of its reason; with neither the event is malformed."""
+    if not isinstance(status, dict):
+        return ValueError(f"watch ERROR event whose object is not a Status: {type(status).__name__}")
+    reason = str(status.get("reason") or "")
+    message = f"{reason}: {status.get('message', '')}"
+    code = status.get("code")
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if not isinstance(code, int) or isinstance(code, bool) or not 100 <= code <= 599:
+        code = _REASON_CODES.get(reason)
+    if code is None:
+        return ValueError(f"watch ERROR event without an HTTP code: {message}")
+    if code == 410:
+        return Gone(message)
+    return ApiException(status=code, reason=message)
+
+
 def _lines(resp: Any) -> Iterator[bytes]:
     """Newline-delimited JSON events out of a chunked watch response, yielded as soon as each line is complete."""
     pending = b""
@@ -315,11 +354,7 @@ class Reflector:
         kind = event["type"]
         obj = event["object"]
         if kind == "ERROR":
-            code = obj.get("code")
-            message = f"{obj.get('reason', '')}: {obj.get('message', '')}"
-            if code == 410:
-                raise Gone(message)
-            raise ApiException(status=code, reason=message)
+            raise error_event(obj)
         if kind in ("ADDED", "MODIFIED", "DELETED"):
             self.index.apply(kind, obj)
         elif kind != "BOOKMARK":

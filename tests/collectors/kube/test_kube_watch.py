@@ -347,3 +347,34 @@ async def test_node_agent_watches_its_own_node_object_for_the_datapath_label(
     await wait_until(
         lambda: not must(collector.identity.node_by_name("aks-np-1")).ebpf_host_routing, "the label's removal"
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (
+            {"kind": "Status", "status": "Failure", "reason": "InternalError", "message": "etcd leader changed"},
+            "http_5xx",
+        ),
+        ({"kind": "Status", "status": "Failure", "reason": "Expired", "message": "too old resource version"}, "gone"),
+        ({"kind": "Status", "status": "Failure", "message": "no reason, no code"}, "malformed"),
+    ],
+    ids=["InternalError", "Expired", "bare"],
+)
+async def test_an_error_event_without_a_code_is_not_counted_as_tls(
+    harness: Harness, kubeapi: KubeApiServer, status: dict[str, str], reason: str
+) -> None:
+    """Issue 15: a watch ERROR event whose Status has no `code` was counted as reason="tls" (status 0 is how the
+    client reports a TLS failure). Its reason decides, as for the same error answered as HTTP."""
+    kubeapi.add(node_object("n1", "10.224.0.4"))
+    collector = harness.collector()
+    await collector.start()
+    await collector.collect()
+    await wait_until(lambda: kubeapi.open_watches("nodes") == 1, "the node watch")
+    for watch in list(kubeapi._watches):  # the event goes out on the open watch, as the API server sends it
+        if watch.query.resource == "nodes":
+            watch.queue.put_nowait(("ERROR", status))
+    await wait_until(lambda: harness.restarts("nodes", reason) >= 1, f"the error event counted as {reason}")
+    assert harness.restarts("nodes", "tls") == 0
+    kubeapi.add(node_object("n2", "10.224.0.5"))  # and the watch goes on
+    await wait_until(lambda: collector.identity.node_by_ip("10.224.0.5"), "the watch to resume")
