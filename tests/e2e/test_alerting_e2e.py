@@ -53,20 +53,22 @@ async def rig_for(tmp_path: Path) -> AsyncIterator[Any]:
     session = aiohttp.ClientSession()
     clock = FakeClock(time.time())  # Prometheus stamps samples in wall time; the exporters start from it
 
-    async def make(*scenarios: str, node_agent_on: str | None = None) -> Rig:
-        """Exporters on the scenarios (each its own `cluster` label, the scenario's name, as a Prometheus shared
-        by several clusters has) and, on one node of the first, a node agent."""
+    async def make(*scenarios: str, node_agent_on: str | None = None, cluster_of: dict[str, str] | None = None) -> Rig:
+        """Exporters on the scenarios (each its own `cluster` label, the scenario's name unless ``cluster_of``
+        says otherwise, as a Prometheus shared by several clusters has) and a node agent on ``node_agent_on``, in
+        the cluster of the first scenario."""
+        cluster_of = cluster_of or {}
         targets, clusters = [], {}
         for name in scenarios:
             target, parts = await start_exporter(tmp_path, clock, name, kube=name != "natgw")
             targets.append(target)
-            clusters[target.instance] = name
+            clusters[target.instance] = cluster_of.get(name, name)
             stoppable.extend(parts)
         agent = None
         if node_agent_on is not None:
             agent = await start_node_agent(tmp_path, session, node_agent_on)
             stoppable.append(agent)
-            clusters[agent.instance] = scenarios[0]
+            clusters[agent.instance] = cluster_of.get(scenarios[0], scenarios[0])
         stack = Stack(tmp_path, session)
         stoppable.insert(0, stack)
         await stack.start([t.instance for t in targets], [agent.instance] if agent else [], clusters)
@@ -187,6 +189,71 @@ async def test_snat_failure_pages_with_the_node_named_and_every_panel_has_data(r
     assert [gw["name"] for gw in report["outbound"]["nat_gateways"]] and report["outbound"]["load_balancers"] == []
     assert report["nodes"] == [] and report["capacity"]["natgw_public_ips"] == 2
     assert code == report["exit_code"]
+
+
+BLUE_NODE = "aks-nodepool1-25690385-vmss000002"  # a node of the `steady` scenario
+
+
+def only_cluster(expr: str, cluster: str) -> str:
+    """The query as Grafana sends it with the cluster variable on ``cluster`` and every other one on "All"."""
+    return with_all_selected(expr.replace("$cluster", cluster).replace("${cluster}", cluster))
+
+
+async def test_two_clusters_in_one_prometheus_page_and_chart_apart(rig_for) -> None:
+    """Cluster red runs out of SNAT ports; cluster blue (a load balancer, a NAT gateway and a node agent, all
+    labelled blue) is healthy on the Azure side. One Prometheus holds both: the exhaustion pages for red only,
+    blue's own conntrack warning stays blue's, and every panel filtered to blue shows blue's data and no red node."""
+    rig = await rig_for(
+        "steady",
+        "exhaustion",
+        "natgw",
+        node_agent_on=BLUE_NODE,
+        cluster_of={"steady": "blue", "natgw": "blue", "exhaustion": "red"},
+    )
+    stack = rig.stack
+
+    async def paged() -> list[dict[str, Any]]:
+        await rig.minute()
+        return stack.webhook.firing("SnatLoadBalancerConnectionsFailing")
+
+    alerts = await wait_for("SnatLoadBalancerConnectionsFailing at the webhook", paged, 90)
+    assert {(a["labels"]["cluster"], a["labels"]["node"]) for a in alerts} == {("red", EXHAUSTED_NODE)}
+    exhaustion = await stack.query('ALERTS{alertstate="firing", alertname=~"SnatPorts.*|SnatLoadBalancer.*"}')
+    assert exhaustion and {a["metric"]["cluster"] for a in exhaustion} == {"red"}, [
+        (a["metric"]["alertname"], a["metric"]["cluster"]) for a in exhaustion
+    ]
+
+    # Blue's node agent holds 850 flows to one resolver on a node with 512 ports: blue's own warning, joined with
+    # blue's allocation of that node, its drill-down reading blue's destination and pod.
+    async def pressure() -> list[dict[str, Any]]:
+        return stack.webhook.firing("SnatDestinationPressureHigh")
+
+    (warning,) = await wait_for("SnatDestinationPressureHigh at the webhook", pressure, 30)
+    assert (warning["labels"]["cluster"], warning["labels"]["node"]) == ("blue", BLUE_NODE)
+    description = " ".join(warning["annotations"]["description"].split())
+    assert f"a single destination ({RESOLVER[0]})" in description
+    assert f"the busiest pod is {BUSY_POD[0]}/{BUSY_POD[1]}" in description
+    # Blue's other alerts are its own: the natgw scenario drops a few packets. None is red's exhaustion.
+    every = await stack.query('ALERTS{alertstate="firing", cluster="blue"}')
+    assert {a["metric"]["alertname"] for a in every} <= {"SnatDestinationPressureHigh", "SnatNatGatewayPacketsDropped"}
+
+    await rig.minute()  # two samples for every rate()
+    red_nodes = {f"aks-nodepool1-85638540-vmss00000{i}" for i in range(6)}
+    empty, leaked = [], []
+    for board, title, expr in dashboard_queries():
+        result = await stack.query(only_cluster(expr, "blue"))
+        if not result:
+            empty.append(f"{board}: {title}: {expr}")
+        leaked += [f"{board}: {title}: {r['metric']}" for r in result if r["metric"].get("node") in red_nodes]
+        leaked += [f"{board}: {title}: {r['metric']}" for r in result if r["metric"].get("cluster", "blue") != "blue"]
+    assert not empty, "panels without data for cluster blue:\n" + "\n".join(empty)
+    assert not leaked, "cluster red in panels filtered to blue:\n" + "\n".join(leaked)
+    for board, name, query in variable_queries():
+        if name == "cluster":
+            continue
+        selector, label = query.removeprefix("label_values(").removesuffix(")").rsplit(", ", 1)
+        values = {s.get(label) for s in await stack.series(only_cluster(selector, "blue"))} - {None, ""}
+        assert values and not values & red_nodes, f"{board}: ${name} for blue lists {sorted(values)[:5]}"
 
 
 async def test_nothing_fires_on_a_healthy_cluster(rig_for) -> None:
