@@ -150,3 +150,21 @@ def validate_custom(obj: Obj) -> None:
 
 def dump(objs: list[Obj]) -> str:
     return yaml.safe_dump_all(objs, sort_keys=False)
+
+
+def pod_files(data: dict[str, str], tmp: Path) -> Path:
+    """The files a pod reads, under ``tmp`` instead of /: the ConfigMap's entries at /etc/snat-exporter and a
+    throw-away certificate where the Secret snat-exporter-tls is mounted; paths in them are rewritten to match.
+    Returns the config.yaml to pass to the CLI."""
+    from tests.web.certs import CA
+
+    config_dir, tls_dir = tmp / "etc" / "snat-exporter", tmp / "etc" / "snat-exporter-tls"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    ca = CA()
+    ca.write(tls_dir / "ca.crt")
+    ca.issue("snat-exporter", dns=("snat-exporter",)).write(tls_dir / "tls.crt", tls_dir / "tls.key")
+    for name, text in data.items():
+        text = text.replace("/etc/snat-exporter-tls/", f"{tls_dir}/").replace("/etc/snat-exporter/", f"{config_dir}/")
+        (config_dir / name).write_text(text)
+    return config_dir / "config.yaml"

@@ -30,6 +30,7 @@ from tests.deploy.manifests import (
     labels_match,
     of_kind,
     one,
+    pod_files,
     pod_template,
     render,
     render_dir,
@@ -110,7 +111,10 @@ def test_overlays_only_add_to_the_base(tree: str) -> None:
         other["metadata"].get("labels", {}).pop("release", None)
         assert other == obj, f"{k} differs from the base in the {tree} overlay"
     for k in set(overlay) - set(base):
-        assert is_custom(overlay[k]) or overlay[k]["kind"] == "ConfigMap", f"{k}: overlays add scrape objects only"
+        obj = overlay[k]
+        # The identity a managed Prometheus scrapes with (its token, its /metrics permission) is part of scraping.
+        scraper = obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "scraper"
+        assert is_custom(obj) or obj["kind"] == "ConfigMap" or scraper, f"{k}: overlays add scrape objects only"
 
 
 # ------------------------------------------------------------------------------------------------ wiring
@@ -155,11 +159,12 @@ def test_the_image_is_this_release_and_the_entry_point_serves_the_mounted_config
         assert Path(CONFIG_PATH).name in configmap["data"], "the mounted ConfigMap has no config.yaml"
 
 
-def _config_of(base: list[Obj], workload: Obj) -> str:
+def _config_of(base: list[Obj], workload: Obj, tmp: Path) -> Path:
+    """The config.yaml of the workload, written with the files it names (see pod_files)."""
     spec = pod_template(workload)["spec"]
     names = [v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v]
     (name,) = names
-    return str(one(base, "ConfigMap", name)["data"]["config.yaml"])
+    return pod_files(one(base, "ConfigMap", name)["data"], tmp)
 
 
 @pytest.mark.parametrize(
@@ -174,8 +179,7 @@ def test_shipped_configs_pass_check_config(
     base: list[Obj], tmp_path: Path, kind: str, name: str, collectors: str
 ) -> None:
     """The exact bytes the pod will read, through the real CLI: exit 0 and the intended collectors."""
-    path = tmp_path / "config.yaml"
-    path.write_text(_config_of(base, one(base, kind, name)))
+    path = _config_of(base, one(base, kind, name), tmp_path)
     env = {"PATH": "/usr/bin:/bin"}  # no SNAT_EXPORTER_* from the developer's shell
     proc = subprocess.run(
         [sys.executable, "-m", "snat_exporter", "check-config", str(path)],
@@ -190,9 +194,8 @@ def test_shipped_configs_pass_check_config(
 
 
 def test_configs_give_each_role_only_its_own_collectors(base: list[Obj], tmp_path: Path) -> None:
-    cluster_file, agent_file = tmp_path / "cluster.yaml", tmp_path / "agent.yaml"
-    cluster_file.write_text(_config_of(base, one(base, "Deployment", CLUSTER)))
-    agent_file.write_text(_config_of(base, one(base, "DaemonSet", AGENT)))
+    cluster_file = _config_of(base, one(base, "Deployment", CLUSTER), tmp_path / "cluster")
+    agent_file = _config_of(base, one(base, "DaemonSet", AGENT), tmp_path / "agent")
     cluster, agent = load_config(cluster_file, environ={}), load_config(agent_file, environ={})
     assert cluster.azure.credential == "workload_identity"
     assert cluster.kubernetes.nodes and not cluster.kubernetes.pods and not cluster.conntrack.enabled
@@ -213,16 +216,21 @@ def test_ports_probes_and_service_line_up(base: list[Obj]) -> None:
     for workload in workloads(base):
         (container,) = pod_template(workload)["spec"]["containers"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        assert ports == {"http": DEFAULT_PORT}
-        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-        assert container["startupProbe"]["httpGet"]["port"] == "http"
+        assert ports == {"https": DEFAULT_PORT}
+        # The probes' paths are the two that auth: kubernetes leaves open; the kubelet does not check certificates.
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
+        assert container["startupProbe"]["httpGet"]["port"] == "https"
+        assert container["startupProbe"]["httpGet"]["scheme"] == "HTTPS"
     service = one(base, "Service", CLUSTER)
     deployment = one(base, "Deployment", CLUSTER)
     assert labels_match({"matchLabels": service["spec"]["selector"]}, pod_template(deployment)["metadata"]["labels"])
     daemonset = one(base, "DaemonSet", AGENT)
     assert not labels_match({"matchLabels": service["spec"]["selector"]}, pod_template(daemonset)["metadata"]["labels"])
-    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["https"]
+    agents = one(base, "Service", AGENT)
+    assert agents["spec"]["clusterIP"] == "None"
+    assert labels_match({"matchLabels": agents["spec"]["selector"]}, pod_template(daemonset)["metadata"]["labels"])
 
 
 def test_node_agent_runs_on_every_linux_node_in_the_host_network(base: list[Obj]) -> None:
@@ -332,13 +340,20 @@ def _read(*resources: tuple[str, str]) -> set[tuple[str, str, str]]:
     return {(g, r, v) for g, r in resources for v in ("get", "list", "watch")}
 
 
+# auth: kubernetes asks who a token is and what it may do; creating these reviews changes nothing in the cluster.
+REVIEWS = {
+    ("authentication.k8s.io", "tokenreviews", "create"),
+    ("authorization.k8s.io", "subjectaccessreviews", "create"),
+}
+
+
 def test_rbac_is_read_only_and_split_by_role(base: list[Obj]) -> None:
     exporter = _grants(_rules_for(base, CLUSTER))
     agent = _grants(_rules_for(base, AGENT))
-    assert exporter == _read(("", "nodes"))
+    assert exporter == _read(("", "nodes")) | REVIEWS
     # The kube collector derives Deployment/CronJob from owner names: no ReplicaSet or Job reads.
     # Nodes: its own Node object (field selector), whose label says where pod egress is masqueraded.
-    assert agent == _read(("", "pods"), ("", "nodes"))
+    assert agent == _read(("", "pods"), ("", "nodes")) | REVIEWS
     for role in of_kind(base, "ClusterRole") + of_kind(base, "Role"):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], key(role)
@@ -430,7 +445,7 @@ def test_a_user_overlay_as_documented_replaces_config_identity_and_image(tmp_pat
     (mine / "kustomization.yaml").write_text(recipe.replace("<ACR>", "contoso"))
     objs = render_dir(mine)
     deployment = one(objs, "Deployment", CLUSTER)
-    assert "aks-prod" in _config_of(objs, deployment)
+    assert "aks-prod" in _config_of(objs, deployment, tmp_path / "pod").read_text()
     sa = one(objs, "ServiceAccount", CLUSTER)
     assert sa["metadata"]["annotations"]["azure.workload.identity/client-id"].startswith("99999999")
     assert (

@@ -144,11 +144,16 @@ class Stack:
         return out
 
     async def start(
-        self, targets: list[str], node_targets: list[str] | None = None, clusters: dict[str, str] | None = None
+        self,
+        targets: list[str],
+        node_targets: list[str] | None = None,
+        clusters: dict[str, str] | None = None,
+        node_scrape: dict[str, Any] | None = None,
     ) -> None:
         """Scrape ``targets`` (cluster exporters) as job snat-exporter and ``node_targets`` (node agents) as job
         snat-exporter-node, the names the alerts' `job=~"snat-exporter.*"` selectors expect. Each target gets the
-        `cluster` label ``clusters[target]`` (default "e2e")."""
+        `cluster` label ``clusters[target]`` (default "e2e"). ``node_scrape``: more settings of the node agents' job
+        (scheme, authorization, tls_config)."""
         clusters = clusters or {}
         await self.webhook.start()
         am_port, prom_port = free_port(), free_port()
@@ -172,8 +177,12 @@ class Stack:
                     "job_name": job,
                     # what the dashboards' Cluster variable lists (relabelling, as docs/dashboards.md says)
                     "static_configs": [{"targets": [h], "labels": {"cluster": clusters.get(h, "e2e")}} for h in hosts],
+                    **extra,
                 }
-                for job, hosts in (("snat-exporter", targets), ("snat-exporter-node", node_targets or []))
+                for job, hosts, extra in (
+                    ("snat-exporter", targets, {}),
+                    ("snat-exporter-node", node_targets or [], node_scrape or {}),
+                )
                 if hosts
             ],
         }

@@ -71,7 +71,8 @@ async def rig_for(tmp_path: Path) -> AsyncIterator[Any]:
             clusters[agent.instance] = cluster_of.get(scenarios[0], scenarios[0])
         stack = Stack(tmp_path, session)
         stoppable.insert(0, stack)
-        await stack.start([t.instance for t in targets], [agent.instance] if agent else [], clusters)
+        node_scrape = agent.scrape if agent else None
+        await stack.start([t.instance for t in targets], [agent.instance] if agent else [], clusters, node_scrape)
         return Rig(stack, targets, clock, agent)
 
     yield make
@@ -138,6 +139,14 @@ async def test_snat_failure_pages_with_the_node_named_and_every_panel_has_data(r
     assert f"Node {EXHAUSTED_NODE} holds {UDP_FLOWS / 1024:.2%} of its allocated udp SNAT ports" in description
     assert f"a single destination ({RESOLVER[0]})" in description
     assert f"the busiest pod is {namespace}/{pod}" in description
+    # Prometheus got in with its token over https: the agent asked the API server about it, once per cache period
+    # (not once per 1 s scrape), and a scrape without the token is refused.
+    assert rig.agent is not None
+    reviews = rig.agent.api.auth.reviews
+    assert 1 <= reviews["tokenreview"] <= 3 and reviews["subjectaccessreview"] == reviews["tokenreview"], reviews
+    async with aiohttp.ClientSession() as anonymous:
+        async with anonymous.get(rig.agent.url + "/metrics", ssl=rig.agent.client_ssl) as resp:
+            assert resp.status == 401
 
     # A second minute so that every rate() has two samples, then every panel query must return data.
     await rig.minute()
