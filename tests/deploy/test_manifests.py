@@ -203,8 +203,7 @@ def test_configs_give_each_role_only_its_own_collectors(base: list[Obj], tmp_pat
     # The node name comes from the downward API, not from a value baked into a cluster-wide ConfigMap.
     assert agent.kubernetes.node_name is None and agent.conntrack.node_name is None
     assert agent.conntrack.source == "auto"
-    ebpf_file = tmp_path / "ebpf.yaml"
-    ebpf_file.write_text(_config_of(base, one(base, "DaemonSet", EBPF_AGENT)))
+    ebpf_file = _config_of(base, one(base, "DaemonSet", EBPF_AGENT), tmp_path / "ebpf")
     ebpf = load_config(ebpf_file, environ={})
     assert (ebpf.conntrack.source, ebpf.conntrack.bpffs) == ("cilium", "/sys/fs/bpf")
     assert ebpf.kubernetes.pods and not ebpf.kubernetes.nodes and not ebpf.azure.enabled
