@@ -151,7 +151,7 @@ class Stack:
         node_scrape: dict[str, Any] | None = None,
     ) -> None:
         """Scrape ``targets`` (cluster exporters) as job snat-exporter and ``node_targets`` (node agents) as job
-        snat-exporter-node, the names the alerts' `job=~"snat-exporter.*"` selectors expect. Each target gets the
+        snat-exporter-node, the jobs the generated rules select by default. Each target gets the
         `cluster` label ``clusters[target]`` (default "e2e"). ``node_scrape``: more settings of the node agents' job
         (scheme, authorization, tls_config)."""
         clusters = clusters or {}

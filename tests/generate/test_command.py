@@ -63,3 +63,11 @@ def test_without_the_generate_extra_the_command_says_what_to_install(
     monkeypatch.setattr("snat_exporter.generate.EXTRA_MODULES", ("grafana_foundation_sdk_absent",))
     assert cli.main(["generate", "--out", str(tmp_path)]) == 2
     assert "pip install 'snat-exporter[generate]'" in capsys.readouterr().err
+
+
+def test_default_runbook_links_resolve_inside_this_repository() -> None:
+    mixin = load_mixin()
+    path, _, anchor = mixin.runbook_url("SnatExporterDown").partition("#")
+    assert (ROOT / path).is_file(), f"{path}: the default runbook link points at nothing"
+    assert "## SnatExporterDown" in (ROOT / path).read_text() and anchor == "snatexporterdown"
+    assert "github.com" not in mixin.runbook_url_base
