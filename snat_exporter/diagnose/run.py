@@ -55,7 +55,7 @@ async def observe(config: Config, prometheus: str | None, since: float, cluster:
         raise DiagnoseError("nothing to read: give --prometheus URL, or a --config whose azure section names a cluster")
     from azure.core.exceptions import AzureError
 
-    from snat_exporter.collectors.azure.client import describe
+    from snat_exporter.collectors.azure.errors import describe
     from snat_exporter.diagnose.azure import AzureSource
 
     try:

@@ -21,7 +21,6 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     ClientAuthenticationError,
     DecodeError,
-    DeserializationError,
     HttpResponseError,
     ServiceRequestError,
     ServiceRequestTimeoutError,
@@ -48,6 +47,7 @@ from prometheus_client.registry import CollectorRegistry
 from snat_exporter import __version__
 from snat_exporter.collectors.azure import metrics as m
 from snat_exporter.collectors.azure.config import AzureConfig, is_loopback_url
+from snat_exporter.collectors.azure.errors import CredentialSetupError, retry_after_seconds
 
 if TYPE_CHECKING:
     from azure.mgmt.monitor.aio import MonitorManagementClient
@@ -74,10 +74,6 @@ _WORKLOAD_IDENTITY_ENV = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_FEDERATED
 
 def credential_scope(arm_endpoint: str) -> str:
     return _SCOPES.get(arm_endpoint.rstrip("/"), arm_endpoint.rstrip("/") + "/.default")
-
-
-class CredentialSetupError(Exception):
-    """The configured credential cannot be built (missing environment, bad settings)."""
 
 
 class NoCredential:
@@ -189,12 +185,23 @@ class _AttemptPolicy(AsyncHTTPPolicy[Any, Any]):
 
 
 class BoundedRetryPolicy(AsyncRetryPolicy):
-    """azure-core's retry, except that a Retry-After longer than ``max_wait`` is not slept on inside the cycle:
-    the error surfaces at once and the runner waits instead (so one cycle cannot block for minutes)."""
+    """The one retry path of every Azure call: azure-core's retry, except that
 
-    def __init__(self, *, max_wait: float, **kwargs: Any):
+    - a Retry-After longer than ``max_wait`` is not slept on inside the cycle: the error surfaces at once and the
+      runner waits instead (so one cycle cannot block for minutes);
+    - with ``post_is_read``, a POST is retried like a GET: getBatch is a read, and azure-core retries a POST only
+      on 500/503/504, not on 408, 429, 502 or the data plane's 529 "server busy" without a Retry-After;
+    - Retry-After is read by ``retry_after_seconds``, the parser ``error_reason`` uses for the runner.
+    """
+
+    def __init__(self, *, max_wait: float, post_is_read: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         self.max_wait = max_wait
+        if post_is_read:
+            self._method_whitelist = self._method_whitelist | {"POST"}
+
+    def get_retry_after(self, response: PipelineResponse[Any, Any]) -> float | None:
+        return retry_after_seconds(response.http_response.headers)
 
     def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
         retry_after = self.get_retry_after(response)
@@ -250,9 +257,10 @@ class AzureClients:
             read_timeout=config.timeout,
         )
 
-    def _retry_policy(self) -> BoundedRetryPolicy:
+    def _retry_policy(self, *, post_is_read: bool = False) -> BoundedRetryPolicy:
         return BoundedRetryPolicy(
             max_wait=max(1.0, self.config.timeout / 3),
+            post_is_read=post_is_read,
             retry_total=self.config.retries,
             retry_backoff_factor=0.5,
             retry_backoff_max=min(8.0, self.config.timeout / 4),
@@ -277,7 +285,7 @@ class AzureClients:
         if client is None:
             kwargs: dict[str, Any] = {
                 "audience": self.config.metrics_audience(),
-                "retry_policy": self._retry_policy(),
+                "retry_policy": self._retry_policy(post_is_read=True),
                 "per_retry_policies": [_AttemptPolicy(self.request_metrics)],
                 "user_agent": USER_AGENT,
                 "connection_timeout": self.config.timeout,
@@ -330,60 +338,3 @@ class AzureClients:
                 await closer()
             except Exception:  # shutdown goes on
                 log.debug("closing an Azure client failed", exc_info=True)
-
-
-def error_reason(exc: BaseException) -> tuple[str, float | None]:
-    """The runner's reason label for an Azure failure, and the server's Retry-After hint when it gave one."""
-    if isinstance(exc, CredentialSetupError | ClientAuthenticationError):
-        return "auth", None
-    if isinstance(exc, TimeoutError | ServiceRequestTimeoutError | ServiceResponseTimeoutError):
-        return "timeout", None
-    if isinstance(exc, DecodeError | DeserializationError | ValueError):
-        return "malformed", None
-    if isinstance(exc, HttpResponseError):
-        status = exc.status_code or 0
-        retry_after = _retry_after(exc)
-        if status in (429, 529):
-            return "throttled", retry_after
-        if status >= 500:
-            return "http_5xx", retry_after
-        if status == 401:
-            return "auth", None
-        if status == 403:
-            return "permission_denied", None
-        if status == 404:
-            return "not_found", None
-        return "http_4xx", None
-    if isinstance(exc, ServiceRequestError | ServiceResponseError | OSError):
-        return "unreachable", None
-    return "internal", None
-
-
-def _retry_after(exc: HttpResponseError) -> float | None:
-    response = exc.response
-    if response is None:
-        return None
-    raw: Any = getattr(response, "headers", None) or {}
-    headers = {str(k).lower(): v for k, v in raw.items()}
-    for name, scale in (("retry-after", 1.0), ("retry-after-ms", 0.001), ("x-ms-retry-after-ms", 0.001)):
-        if name in headers:
-            try:
-                return float(headers[name]) * scale
-            except ValueError:
-                return None
-    return None
-
-
-def describe(exc: BaseException) -> str:
-    """A short, secret-free description of an Azure failure for logs and the landing page."""
-    if isinstance(exc, HttpResponseError):
-        code = getattr(getattr(exc, "error", None), "code", None)
-        status = exc.status_code
-        # Credential failures, bodies cut off mid-way and answers that are not JSON are HttpResponseErrors too,
-        # with no status or a 200: "HTTP None" would hide what broke, so they fall through to their type.
-        if code or (status is not None and status >= 400):
-            return f"HTTP {status}" + (f" {code}" if code else "")
-    if isinstance(exc, TimeoutError):
-        return "deadline exceeded"
-    message = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {message[:300]}"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from snat_exporter.collectors.azure.collector import BATCH_REPROBE
 from snat_exporter.collectors.azure.config import ResourceId
 from snat_exporter.collectors.azure.discovery import Target
+from snat_exporter.collectors.azure.planning import BATCH_REPROBE
 from snat_exporter.config import load_config
 from snat_exporter.simulator import Fault
 from tests.collectors.azure.rigs import SUB, Rig, estate
@@ -135,7 +135,8 @@ async def test_batch_always_reports_a_refusal_instead_of_falling_back(make_rig) 
 
 
 async def test_529_without_retry_after_is_retried_by_us(make_rig) -> None:
-    """azure-core does not retry a POST on 529 (or 429) without Retry-After: the collector backs off itself."""
+    """azure-core does not retry a POST on 529 (or 429) without Retry-After by default: the batch client's retry
+    policy treats getBatch's POST as the read it is."""
     rig = await make_rig(estate(lbs=2, nats=0), batch="always")
     rig.sim.add_fault(Fault(kind="status", operation="batch", status=529, metric="SnatConnectionCount", times=1))
     assert await rig.run()
@@ -192,7 +193,7 @@ async def test_the_series_limit_setting_packs_batches_before_azure_refuses(make_
 async def test_discovery_records_each_resource_region(make_rig) -> None:
     rig = await make_rig(estate(lbs=3, nats=2), batch="always")
     assert await rig.run()
-    discovery = rig.collector._discovery
+    discovery = rig.collector.watchlist.discovery
     assert discovery is not None and len(discovery.targets) == 1 + 3 + 2
     assert {t.location for t in discovery.targets} == {"northeurope"}
     # 3 explicit LBs and 2 NAT gateways of one resource group: one list call each kind, not one GET per resource
@@ -218,9 +219,9 @@ async def test_batches_group_by_subscription_region_and_type(make_rig) -> None:
         lb(other_sub, "e", "westeurope"),
         Target(ResourceId(SUB, "rg", "natGateways", "f"), location="westeurope"),
     ]
-    batched, single = collector._split_paths(clients, [*targets, lb(SUB, "unknown", None)], 0.0)
+    batched, single = collector.planner.split_paths([*targets, lb(SUB, "unknown", None)], 0.0)
     assert [t.resource.name for t in single] == ["unknown"]  # no region: only Metrics List reaches it
-    jobs = collector._batch_jobs(clients, batched)
+    jobs = collector.planner.batch_jobs(clients, batched)
     ports = [j for j in jobs if "UsedSnatPorts" in j.query.metricnames]
     assert sorted(tuple(t.resource.name for t in j.targets) for j in ports) == [("a", "b"), ("c",), ("d",), ("e",)]
     # the simulator's loopback URL has no {region}; a real cloud's endpoint is regional

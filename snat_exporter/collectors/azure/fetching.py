@@ -1,0 +1,158 @@
+"""The Azure calls of a cycle: Metrics List, metrics:getBatch and discovery's ARM GETs, bounded by the cycle.
+
+Every call waits for a slot of ``concurrency`` and is cut at the cycle's deadline. Retries are not done here:
+the clients' retry policy (``client.BoundedRetryPolicy``) is the one retry path, getBatch's POST included, and a
+Retry-After too long to wait inside the cycle reaches the runner through ``errors.error_reason``. What this module
+adds is telling apart the getBatch answers that change the plan: a refusal (401/403, per resource instead) and a
+call that would return too many series (split it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import DecodeError, HttpResponseError
+
+from snat_exporter.collectors.azure.client import OPERATION, AzureClients
+from snat_exporter.collectors.azure.config import AzureConfig
+from snat_exporter.collectors.azure.discovery import Target
+from snat_exporter.collectors.azure.errors import describe
+from snat_exporter.collectors.azure.parse import (
+    MetricResult,
+    format_timespan,
+    load_batch_json,
+    parse_batch,
+    parse_response,
+)
+from snat_exporter.collectors.azure.planning import BatchJob
+from snat_exporter.collectors.azure.queries import MetricQuery
+
+INTERVAL = "PT1M"
+
+
+class BatchRefused(Exception):
+    """getBatch answered 401/403: the credential lacks Monitoring Reader on the subscription."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class SeriesLimit(Exception):
+    """getBatch refused the call for returning too many time series: split it."""
+
+
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(int(t), tz=UTC)
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+class Fetcher:
+    def __init__(self, cfg: AzureConfig, checkpoint: Callable[[], None]):
+        self.cfg = cfg
+        self.checkpoint = checkpoint  # lets a waiting scrape go first while a large answer is decoded
+        self._semaphore = asyncio.Semaphore(cfg.concurrency)
+
+    def _remaining(self, deadline: float) -> float:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise TimeoutError("cycle deadline reached")
+        return min(self.cfg.timeout, remaining)
+
+    async def metrics_list(
+        self, clients: AzureClients, target: Target, query: MetricQuery, start: float, now: float, deadline: float
+    ) -> dict[str, MetricResult]:
+        """One resource's answer to one query, asked from ``start``, keyed by lower-cased metric name."""
+        async with self._semaphore:
+            timeout = self._remaining(deadline)
+            token = OPERATION.set("metrics_list")
+            try:
+                response = await asyncio.wait_for(
+                    clients.monitor.metrics.list(
+                        target.resource.uri,
+                        timespan=format_timespan(start, now),
+                        interval=INTERVAL,
+                        metricnames=query.metricnames,
+                        aggregation=query.aggregation,
+                        top=self.cfg.top if query.filter else None,
+                        filter=query.filter,
+                        metricnamespace=query.namespace,
+                        **clients.call_options,
+                    ),
+                    timeout,
+                )
+            finally:
+                OPERATION.reset(token)
+        return parse_response(response, query.fields, now)
+
+    async def batch(self, clients: AzureClients, job: BatchJob, start: float, now: float, deadline: float) -> bytes:
+        """One getBatch call's raw answer (decoded by ``decode_batch``, on the parsing thread). Raises BatchRefused
+        or SeriesLimit when the plan must change, else the error of the last try."""
+        loop = asyncio.get_running_loop()
+        query = job.query
+        client = clients.batch_client(job.endpoint)
+        captured: dict[str, Any] = {}
+
+        def keep_response(pipeline_response: Any, _deserialized: Any, _headers: Any) -> dict[str, Any]:
+            captured["response"] = pipeline_response.http_response
+            return {"values": []}  # nothing for the SDK to build: parse_batch reads the JSON
+
+        try:
+            async with self._semaphore:
+                timeout = self._remaining(deadline)
+                token = OPERATION.set("metrics_batch")
+                try:
+                    await asyncio.wait_for(
+                        client.query_resources(
+                            resource_ids=[t.resource.uri for t in job.targets],
+                            metric_namespace=query.namespace,
+                            metric_names=list(query.names),
+                            timespan=(_utc(start), _utc(now)),
+                            granularity=timedelta(minutes=1),
+                            aggregations=list(query.aggregations),
+                            max_results=self.cfg.top if query.filter else None,
+                            filter=query.filter,
+                            # The SDK would build a model object per data point, eagerly: most of a cycle's CPU at
+                            # a thousand resources. Streamed, it hands the answer over unread.
+                            stream=True,
+                            cls=keep_response,
+                            **clients.batch_call_options(job.endpoint),
+                        ),
+                        timeout,
+                    )
+                    raw: bytes = await asyncio.wait_for(captured["response"].read(), max(0.001, deadline - loop.time()))
+                finally:
+                    OPERATION.reset(token)
+        except HttpResponseError as e:
+            status = _status(e)
+            if status in (401, 403) and self.cfg.batch == "auto":
+                if status == 403 or e.response is not None:  # an HTTP answer, not a credential failure
+                    raise BatchRefused("auth" if status == 401 else "permission_denied", describe(e)) from None
+            if status == 400 and "series" in str(e).lower() and len(job.targets) > 1:
+                raise SeriesLimit() from None
+            raise
+        return raw
+
+    def decode_batch(self, raw: bytes, fields: Mapping[str, str], now: float) -> dict[str, dict[str, MetricResult]]:
+        """A getBatch answer -> per lower-cased resource ID, its results. Raises DecodeError or MalformedResponse."""
+        try:
+            body = load_batch_json(raw, self.checkpoint)
+        except ValueError as e:
+            raise DecodeError("metrics:getBatch: the body is not JSON") from e
+        return parse_batch(body, fields, self.checkpoint, now)
+
+    def arm_get(self, clients: AzureClients, deadline: float) -> Callable[[str, str, str], Any]:
+        """Discovery's ARM GET, bounded like every other call of the cycle."""
+
+        async def get(operation: str, path: str, api_version: str) -> Any:
+            async with self._semaphore:
+                return await asyncio.wait_for(clients.get_json(operation, path, api_version), self._remaining(deadline))
+
+        return get
