@@ -65,24 +65,29 @@ def iso8601(seconds: float) -> str:
 
 def azure_rule(rule: Rule, mixin: MixinConfig) -> dict[str, Any]:
     if rule.record:
-        return {"record": rule.record, "expression": rule.expr, "enabled": True}
+        return {"record": rule.record, "expression": arm_literal(rule.expr), "enabled": True}
     assert rule.alert
     setting = mixin.alert(rule.alert)
     return {
         "alert": rule.alert,
-        "expression": rule.expr,
+        "expression": arm_literal(rule.expr),
         "for": iso8601(setting.for_seconds),
         "severity": SEVERITY[setting.severity],
         "labels": {"severity": setting.severity},
         "annotations": {
-            "summary": rule.summary,
-            "description": rule.description_text(drill_downs=False),
-            "runbook_url": mixin.runbook_url(rule.alert),
+            "summary": arm_literal(rule.summary),
+            "description": arm_literal(rule.description_text(drill_downs=False)),
+            "runbook_url": arm_literal(mixin.runbook_url(rule.alert)),
         },
         "enabled": True,
         "resolveConfiguration": {"autoResolved": True, "timeToResolve": "[parameters('timeToResolve')]"},
         "actions": [{"actionGroupId": "[parameters('actionGroupId')]"}],
     }
+
+
+def arm_literal(value: str) -> str:
+    """ARM evaluates a string that starts with ``[`` as a template expression; ``[[`` keeps it literal."""
+    return "[" + value if value.startswith("[") else value
 
 
 def groups(mixin: MixinConfig) -> list[Group]:
@@ -141,7 +146,7 @@ def bicep_value(value: Any, indent: str) -> str:
     if isinstance(value, str):
         if value.startswith("[parameters('") and value.endswith("')]"):
             return value[len("[parameters('") : -len("')]")]
-        return bicep_string(value)
+        return bicep_string(value[1:] if value.startswith("[[") else value)  # Bicep has no [[ escape
     inner = indent + "  "
     if isinstance(value, list):
         return "[\n" + "".join(f"{inner}{bicep_value(v, inner)}\n" for v in value) + f"{indent}]"

@@ -144,3 +144,13 @@ def test_the_bicep_file_deploys_the_same_groups_and_expressions() -> None:
     assert _bicep_strings("for") == [
         r["for"] for res in TEMPLATE["resources"] for r in res["properties"]["rules"] if "for" in r
     ]
+
+
+def test_a_literal_that_looks_like_an_arm_expression_stays_literal() -> None:
+    from snat_exporter.generate import azure_rules
+
+    assert azure_rules.arm_literal("[5m] window") == "[[5m] window"
+    assert azure_rules.arm_literal("up == 0") == "up == 0"
+    assert azure_rules.bicep_value("[[5m] window", "") == "'[5m] window'"
+    assert azure_rules.bicep_value("[parameters('clusterName')]", "") == "clusterName"
+    assert azure_rules.iso8601(90) == "PT1M30S" and azure_rules.iso8601(86400) == "P1D"
