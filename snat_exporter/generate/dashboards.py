@@ -385,6 +385,42 @@ def snat_panels(s: Sel, t: Thresholds) -> list[PanelBuilder]:
             steps=[(None, GREEN), (800, ORANGE), (1024, RED)],
         ),
         graph(
+            "Cilium NAT pressure per node (eBPF host routing)",
+            "Nodes where Cilium masquerades pod egress in BPF (the node agent reads Cilium's SNAT map there: "
+            'snat_exporter_conntrack_source_info{table="cilium"}). Busiest egress tuple: flows of the busiest '
+            "(egress IP, destination IP, port, protocol) over the ports of Cilium's NAT range; at 100% new flows "
+            'to it are dropped with "No mapping for NAT masquerade" (Cilium\'s own figure: '
+            "cilium_nat_endpoint_max_connection). Map: entries of cilium_snat_v4_external over its size "
+            '(cilium_bpf_map_pressure{map_name="cilium_snat_v4_external"}); when full, live mappings are evicted. '
+            "The Azure allocation usually runs out first: see Node-side destination pressure.",
+            [
+                Query(
+                    f"snat_cilium_nat_tuple_flows_max{{{s.node}}} / snat_cilium_nat_tuple_ports{{{s.node}}}",
+                    "{{node}} busiest egress tuple",
+                ),
+                Query(
+                    f"snat_cilium_nat_entries{{{s.node}}} / snat_cilium_nat_entries_limit{{{s.node}}}",
+                    "{{node}} map {{family}}",
+                ),
+            ],
+            unit="percentunit",
+            steps=[(None, GREEN), (0.8, ORANGE), (1, RED)],
+            max_val=1,
+        ),
+        top_list(
+            "Top Cilium NAT tuples",
+            "Flows per (egress IP, destination IP, port, protocol) in Cilium's SNAT map, on eBPF host routing "
+            "nodes (node agent, top-K per node). Each tuple gets the ports of Cilium's NAT range: 32,768 with the "
+            "default NodePort range.",
+            Query(
+                f"topk(10, sum by (egress_ip, destination, port, protocol) (snat_cilium_nat_tuple_flows{{{s.node}}}))",
+                "{{egress_ip}} to {{destination}}:{{port}} {{protocol}}",
+                instant=True,
+            ),
+            unit="short",
+            steps=[(None, GREEN), (26214, ORANGE), (32768, RED)],
+        ),
+        graph(
             "Data freshness",
             "Age of the data behind these panels: seconds since each collector's last successful run, and the "
             "age of the newest Azure Monitor data point per resource, of the metrics asked every cycle (normally "

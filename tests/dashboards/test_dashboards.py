@@ -27,6 +27,8 @@ SNAT_ROW = [
     "Outbound flows by TCP state",
     "Top destinations by concurrent outbound flows",
     "Top pods by concurrent outbound flows",
+    "Cilium NAT pressure per node (eBPF host routing)",
+    "Top Cilium NAT tuples",
     "Data freshness",
 ]
 

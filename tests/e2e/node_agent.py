@@ -58,6 +58,7 @@ class NodeAgent:
     ca_file: Path
     token_file: Path
     client_ssl: ssl.SSLContext = field(repr=False)
+    web_config: Path | None = None  # for a second agent in the lab, with the same certificate
 
     @property
     def instance(self) -> str:
@@ -147,6 +148,7 @@ async def start_node_agent(tmp: Path, session: aiohttp.ClientSession, node: str)
         directory = tmp / "kube-node-agent"
         directory.mkdir()
         kubeconfig = str(write_kubeconfig(directory / "kubeconfig", kube_url))
+        agent.web_config = web_config
         await asyncio.to_thread(_open_flows, lab)
         settings = {
             "conntrack.enabled": "true",

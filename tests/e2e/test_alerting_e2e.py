@@ -20,6 +20,7 @@ import pytest
 
 from snat_exporter.diagnose.report import SCHEMA_PATH
 from tests.conftest import ROOT, FakeClock
+from tests.e2e.cilium_agent import start_cilium_agent
 from tests.e2e.node_agent import BUSY_POD, RESOLVER, UDP_FLOWS, NodeAgent, start_node_agent
 from tests.e2e.stack import (
     Stack,
@@ -36,6 +37,7 @@ from tests.netns.lab import PYTHON
 pytestmark = pytest.mark.e2e
 
 EXHAUSTED_NODE = "aks-nodepool1-85638540-vmss000002"  # node index 2 of the `exhaustion` scenario
+EBPF_NODE = "aks-nodepool1-85638540-vmss000004"  # a node whose agent reads Cilium's SNAT map
 
 
 class Rig:
@@ -53,10 +55,16 @@ async def rig_for(tmp_path: Path) -> AsyncIterator[Any]:
     session = aiohttp.ClientSession()
     clock = FakeClock(time.time())  # Prometheus stamps samples in wall time; the exporters start from it
 
-    async def make(*scenarios: str, node_agent_on: str | None = None, cluster_of: dict[str, str] | None = None) -> Rig:
+    async def make(
+        *scenarios: str,
+        node_agent_on: str | None = None,
+        cluster_of: dict[str, str] | None = None,
+        cilium_agent_on: str | None = None,
+    ) -> Rig:
         """Exporters on the scenarios (each its own `cluster` label, the scenario's name unless ``cluster_of``
         says otherwise, as a Prometheus shared by several clusters has) and a node agent on ``node_agent_on``, in
-        the cluster of the first scenario."""
+        the cluster of the first scenario; beside it, on ``cilium_agent_on``, the agent of an eBPF host routing
+        node, reading Cilium's SNAT map."""
         cluster_of = cluster_of or {}
         targets, clusters = [], {}
         for name in scenarios:
@@ -69,10 +77,17 @@ async def rig_for(tmp_path: Path) -> AsyncIterator[Any]:
             agent = await start_node_agent(tmp_path, session, node_agent_on)
             stoppable.append(agent)
             clusters[agent.instance] = cluster_of.get(scenarios[0], scenarios[0])
+        node_targets = [agent.instance] if agent else []
+        if cilium_agent_on is not None:
+            assert agent is not None, "the Cilium agent runs beside the node agent"
+            cilium = await start_cilium_agent(tmp_path, session, cilium_agent_on, agent)
+            stoppable.insert(stoppable.index(agent), cilium)  # its map and mount go before the lab
+            clusters[cilium.instance] = clusters[agent.instance]
+            node_targets.append(cilium.instance)
         stack = Stack(tmp_path, session)
         stoppable.insert(0, stack)
         node_scrape = agent.scrape if agent else None
-        await stack.start([t.instance for t in targets], [agent.instance] if agent else [], clusters, node_scrape)
+        await stack.start([t.instance for t in targets], node_targets, clusters, node_scrape)
         return Rig(stack, targets, clock, agent)
 
     yield make
@@ -105,7 +120,7 @@ async def diagnose(prometheus: str, *args: str) -> tuple[int, dict[str, Any], st
 
 
 async def test_snat_failure_pages_with_the_node_named_and_every_panel_has_data(rig_for) -> None:
-    rig = await rig_for("exhaustion", "natgw", node_agent_on=EXHAUSTED_NODE)
+    rig = await rig_for("exhaustion", "natgw", node_agent_on=EXHAUSTED_NODE, cilium_agent_on=EBPF_NODE)
     stack = rig.stack
 
     async def paged() -> list[dict[str, Any]]:
@@ -155,6 +170,12 @@ async def test_snat_failure_pages_with_the_node_named_and_every_panel_has_data(r
         if not await stack.query(with_all_selected(expr)):
             empty.append(f"{board}: {title}: {expr}")
     assert not empty, "panels without data:\n" + "\n".join(empty)
+    # The eBPF host routing node's series came from Cilium's map; every other node's from conntrack.
+    sources = await stack.query("snat_exporter_conntrack_source_info")
+    assert {s["metric"]["node"]: s["metric"]["table"] for s in sources} == {
+        EXHAUSTED_NODE: "netlink",
+        EBPF_NODE: "cilium",
+    }
     top_pods = await stack.query("topk(1, sum by (namespace, pod) (snat_pod_outbound_flows))")
     assert top_pods[0]["metric"] == {"namespace": namespace, "pod": pod}
     assert float(top_pods[0]["value"][1]) == UDP_FLOWS
@@ -201,6 +222,7 @@ async def test_snat_failure_pages_with_the_node_named_and_every_panel_has_data(r
 
 
 BLUE_NODE = "aks-nodepool1-25690385-vmss000002"  # a node of the `steady` scenario
+BLUE_EBPF_NODE = "aks-nodepool1-25690385-vmss000005"  # another, whose agent reads Cilium's SNAT map
 
 
 def only_cluster(expr: str, cluster: str) -> str:
@@ -218,6 +240,7 @@ async def test_two_clusters_in_one_prometheus_page_and_chart_apart(rig_for) -> N
         "natgw",
         node_agent_on=BLUE_NODE,
         cluster_of={"steady": "blue", "natgw": "blue", "exhaustion": "red"},
+        cilium_agent_on=BLUE_EBPF_NODE,
     )
     stack = rig.stack
 

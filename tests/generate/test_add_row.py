@@ -14,6 +14,7 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from snat_exporter import cli
 from snat_exporter.generate import promql
+from tests.dashboards.test_dashboards import SNAT_ROW
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cluster-overview-thirdparty.json"
 ROW = "Network: SNAT Activity"
@@ -58,7 +59,7 @@ def test_every_other_panel_and_variable_is_unchanged_and_the_row_sits_below(adde
     bottom = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in own)
     assert min(p["gridPos"]["y"] for p in row) == bottom
     assert [p["title"] for p in row][:2] == [ROW, "SNAT port utilisation per node"]
-    assert len(row) == 14
+    assert len(row) == 1 + len(SNAT_ROW)  # the row header and its panels
     ids = [p["id"] for p in after["panels"]] + [q["id"] for p in after["panels"] for q in p.get("panels", [])]
     assert len(ids) == len(set(ids))
     cells: set[tuple[int, int]] = set()
@@ -100,7 +101,7 @@ def test_an_older_copy_of_the_row_is_replaced_whole(added: Path) -> None:
     added.write_text(json.dumps(data))
     assert cli.main(["dashboards", "add-row", "--into", str(added)]) == 0
     own, row = split(load(added))
-    assert own == load(FIXTURE)["panels"] and len(row) == 14
+    assert own == load(FIXTURE)["panels"] and len(row) == 1 + len(SNAT_ROW)
     assert [p["title"] for p in load(added)["panels"]].count(ROW) == 1
 
 
