@@ -9,13 +9,14 @@ import functools
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,8 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float =
 class Proc:
     popen: subprocess.Popen[str]
     url: str
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. the bearer token with auth: kubernetes
+    cafile: str | None = None  # the CA of an https exporter
 
     @property
     def pid(self) -> int:
@@ -127,8 +130,9 @@ def simulator(data: dict[str, Any]) -> Iterator[Proc]:
 
 
 @contextlib.contextmanager
-def exporter(data: dict[str, Any], sim_url: str, **azure: Any) -> Iterator[Proc]:
-    config = {
+def exporter(data: dict[str, Any], sim_url: str, *, front: Front | None = None, **azure: Any) -> Iterator[Proc]:
+    """``front``: the HTTP front door (auth: kubernetes, TLS) to run behind; plain http without auth by default."""
+    config: dict[str, Any] = {
         "log_level": "warning",
         "azure": {
             "enabled": True,
@@ -140,6 +144,7 @@ def exporter(data: dict[str, Any], sim_url: str, **azure: Any) -> Iterator[Proc]
             "interval": "10s",
             **azure,
         },
+        **(front.config if front is not None else {}),
     }
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "exporter.yaml"
@@ -151,17 +156,30 @@ def exporter(data: dict[str, Any], sim_url: str, **azure: Any) -> Iterator[Proc]
             stderr=subprocess.PIPE,
             text=True,
         )
-        proc = Proc(popen, f"http://127.0.0.1:{port}")
+        scheme = "https" if front is not None and front.cafile else "http"
+        proc = Proc(
+            popen,
+            f"{scheme}://127.0.0.1:{port}",
+            dict(front.headers) if front is not None else {},
+            front.cafile if front is not None else None,
+        )
         try:
-            wait_for("the exporter", lambda: _get(proc.url + "/readyz", ok=(200,)), 60)
+            wait_for("the exporter", lambda: _get(proc.url + "/readyz", ok=(200,), cafile=proc.cafile), 60)
             yield proc
         finally:
             _stop(popen)
 
 
-def _get(url: str, ok: tuple[int, ...]) -> bytes | None:
+def _get(
+    url: str, ok: tuple[int, ...], headers: dict[str, str] | None = None, cafile: str | None = None
+) -> bytes | None:
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
+    if context is not None:
+        context.check_hostname = False  # the certificate names the exporter, the bench reaches it by 127.0.0.1
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers or {}), timeout=30, context=context
+        ) as resp:
             return resp.read() if resp.status in ok else None
     except urllib.error.HTTPError as e:
         return b"-" if e.code in ok else None
@@ -177,8 +195,10 @@ def _stop(popen: subprocess.Popen[str]) -> None:
             popen.wait(10)
 
 
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = _get(url + "/metrics", ok=(200,)) or b""
+def scrape(
+    url: str, headers: dict[str, str] | None = None, cafile: str | None = None
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = _get(url + "/metrics", ok=(200,), headers=headers, cafile=cafile) or b""
     out = {}
     for family in text_string_to_metric_families(text.decode()):
         for s in family.samples:
@@ -203,7 +223,7 @@ def measure_cycles(proc: Proc, cycles: int, timeout: float) -> list[Cycle]:
     ops = ("metrics_list", "metrics_batch")
 
     def done(after: float) -> dict[Any, float] | None:
-        s = scrape(proc.url)
+        s = scrape(proc.url, proc.headers, proc.cafile)
         last = value(s, "snat_exporter_collector_last_success_timestamp_seconds", collector="azure")
         return s if last > after else None
 
@@ -223,3 +243,84 @@ def measure_cycles(proc: Proc, cycles: int, timeout: float) -> list[Cycle]:
             )
         )
     return out
+
+
+# ------------------------------------------------------------------------------------------ the front door
+@dataclass
+class Front:
+    """Settings of the exporter's HTTP front door, and what a scraper sends to get through it."""
+
+    config: dict[str, Any]
+    headers: dict[str, str]
+    cafile: str | None = None
+
+
+BENCH_TOKEN = "bench-prometheus-token"
+
+
+@contextlib.contextmanager
+def kube_auth(tls: bool = False) -> Iterator[tuple[Front, Any]]:
+    """The fake Kubernetes API server (in a thread of this process) knowing one token allowed to get /metrics, and
+    the front door settings that check it (with ``tls``, https from a throw-away CA too). Yields (front, server):
+    ``server.auth.reviews`` counts the reviews the exporter sent."""
+    import asyncio
+    import threading
+
+    from snat_exporter.simulator.kubeapi import KubeApiServer, write_kubeconfig
+    from snat_exporter.simulator.kubeauth import User
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="kube-api", daemon=True)
+    thread.start()
+    server = KubeApiServer()
+    user = User.service_account("monitoring", "prometheus")
+    server.auth.add_token(BENCH_TOKEN, user)
+    server.auth.grant(user.username)
+    try:
+        url = asyncio.run_coroutine_threadsafe(server.start(), loop).result(30)
+        with tempfile.TemporaryDirectory() as tmp:
+            config: dict[str, Any] = {
+                "auth": "kubernetes",
+                "kubernetes": {"kubeconfig": str(write_kubeconfig(Path(tmp) / "kubeconfig", url))},
+            }
+            cafile = None
+            if tls:
+                cafile = _throwaway_tls(Path(tmp))
+                config["web_config_file"] = str(Path(tmp) / "web.yml")
+            yield Front(config, {"Authorization": f"Bearer {BENCH_TOKEN}"}, cafile), server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def _throwaway_tls(folder: Path) -> str:
+    """A self-signed certificate for 127.0.0.1 and the web config that serves it; returns the CA file to trust."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "snat-exporter-bench")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "tls.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (folder / "web.yml").write_text("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n")
+    return str(folder / "tls.crt")
