@@ -72,7 +72,12 @@ THROTTLED_STATUSES = ("429", "529")
 _WORKLOAD_IDENTITY_ENV = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_FEDERATED_TOKEN_FILE")
 
 
-def credential_scope(arm_endpoint: str) -> str:
+def credential_scope(arm_endpoint: str, audience: str | None = None) -> str:
+    """The token scope for ARM: ``audience`` (``azure.arm_audience``: a custom cloud, or a proxy whose audience is
+    not its URL) + ``/.default``, else the known cloud's audience, else the endpoint's."""
+    if audience is not None:
+        audience = audience.rstrip("/")
+        return audience if audience.endswith("/.default") else audience + "/.default"
     return _SCOPES.get(arm_endpoint.rstrip("/"), arm_endpoint.rstrip("/") + "/.default")
 
 
@@ -224,7 +229,7 @@ class AzureClients:
             and is_loopback_url(config.arm_endpoint)
             and config.credential != "none"
         )
-        scope = credential_scope(config.arm_endpoint)
+        scope = credential_scope(config.arm_endpoint, config.arm_audience)
         self._batch: dict[str, MetricsClient] = {}
         common: dict[str, Any] = {
             "retry_policy": self._retry_policy(),

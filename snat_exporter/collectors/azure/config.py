@@ -151,6 +151,13 @@ class AzureConfig:
         "Azure Resource Manager endpoint (sovereign clouds, or a loopback simulator over http).",
         parse=parse_url,
     )
+    arm_audience: str | None = setting(
+        None,
+        "Token audience for `arm_endpoint` (`/.default` is appended), for a custom cloud or a proxy whose audience "
+        "differs from its URL. Unset: the known cloud's audience (e.g. `https://management.core.usgovcloudapi.net` "
+        "for `https://management.usgovcloudapi.net`), else `arm_endpoint` itself.",
+        parse=parse_url,
+    )
     credential: str = setting(
         "default",
         "`default` (DefaultAzureCredential: environment, workload identity, managed identity), "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import email.utils
 import math
+import re
 from collections.abc import Mapping
 
 from azure.core.exceptions import (
@@ -18,6 +19,8 @@ from azure.core.exceptions import (
     ServiceResponseError,
     ServiceResponseTimeoutError,
 )
+
+from snat_exporter.logs import redact
 
 
 class CredentialSetupError(Exception):
@@ -83,6 +86,26 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return None
 
 
+# Lines of azure-identity's messages that point at docs rather than say what failed.
+_BOILERPLATE = re.compile(
+    r"(?i)^(to mitigate this issue|visit https://aka\.ms/\S+ to troubleshoot|attempted credentials:$)"
+)
+MAX_CREDENTIAL_MESSAGE = 800
+
+
+def _credential_failure(exc: BaseException) -> str:
+    """A credential failure with its cause: DefaultAzureCredential's first line ("failed to retrieve a token") says
+    nothing; the lines after it say which credential failed and why (an AADSTS code, a certificate not trusted, no
+    federated token file). Kept on one line, scrubbed, bounded."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    kept = [line for line in lines if line and not _BOILERPLATE.match(line)]
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    if cause is not None and str(cause) and str(cause).splitlines()[0] not in " ".join(kept):
+        kept.append(f"caused by {type(cause).__name__}: {str(cause).splitlines()[0]}")
+    text = redact(f"{type(exc).__name__}: " + "; ".join(kept))
+    return text if len(text) <= MAX_CREDENTIAL_MESSAGE else text[: MAX_CREDENTIAL_MESSAGE - 3] + "..."
+
+
 def describe(exc: BaseException) -> str:
     """A short, secret-free description of an Azure failure for logs and the landing page."""
     if isinstance(exc, HttpResponseError):
@@ -92,6 +115,8 @@ def describe(exc: BaseException) -> str:
         # with no status or a 200: "HTTP None" would hide what broke, so they fall through to their type.
         if code or (status is not None and status >= 400):
             return f"HTTP {status}" + (f" {code}" if code else "")
+    if isinstance(exc, ClientAuthenticationError | CredentialSetupError):
+        return _credential_failure(exc)
     if isinstance(exc, TimeoutError):
         return "deadline exceeded"
     message = str(exc).splitlines()[0] if str(exc) else ""
