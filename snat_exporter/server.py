@@ -96,6 +96,12 @@ class Exporter:
         if self.web.users:
             out["basic"] = BasicAuth(self.web.users)
         if self.config.auth == "kubernetes":
+            if self.web.tls is None:
+                # A Prometheus service account token is valid at the API server: over plain http it can be replayed.
+                log.warning(
+                    "auth: kubernetes without TLS: bearer tokens cross the network in clear text; "
+                    "set tls_server_config in web_config_file"
+                )
             from snat_exporter.collectors.kube.client import api_client
             from snat_exporter.web.kubeauth import ApiReviewer, KubernetesAuth
 
