@@ -15,11 +15,12 @@ from typing import Any
 
 from prometheus_client.registry import CollectorRegistry
 
+from snat_exporter.azure_facts import LOAD_BALANCERS, NAT_GATEWAYS
 from snat_exporter.collectors.azure.client import AzureClients, RequestMetrics
 from snat_exporter.collectors.azure.config import AzureConfig
 from snat_exporter.collectors.azure.discovery import CONTAINER_SERVICE_API, Discoverer, Target, field
 from snat_exporter.collectors.azure.parse import Series, format_timespan, parse_response
-from snat_exporter.collectors.azure.queries import LOAD_BALANCERS, NAT_GATEWAYS, protocol
+from snat_exporter.collectors.azure.queries import protocol
 from snat_exporter.config import Config
 from snat_exporter.diagnose.model import (
     LoadBalancerObservation,

@@ -1,11 +1,9 @@
 """SNAT capacity arithmetic for AKS outbound, as Microsoft documents it.
 
-Sources: https://learn.microsoft.com/azure/load-balancer/load-balancer-outbound-connections (64,000 SNAT ports per
-Load Balancer frontend IP; the default allocation table by backend pool size, capped at 1,024 ports per instance),
-https://learn.microsoft.com/azure/aks/configure-load-balancer-standard (AKS's sizing formula
-``64,000 / ports per node * outbound IPs = max nodes`` with headroom for upgrade surge nodes; ports per node in
-multiples of 8; up to 100 managed outbound IPs) and https://learn.microsoft.com/azure/nat-gateway/nat-gateway-resource
-(NAT Gateway: 64,512 ports per public IP, up to 16 IPs; 50,000 connections per IP and destination, 2 million in all).
+The limits (ports per IP, the default allocation table, maximum IPs and connections) are Azure's facts and live in
+``snat_exporter.azure_facts`` with their sources; here is what follows from them: AKS's sizing formula
+``64,000 / ports per node * outbound IPs = max nodes`` with headroom for upgrade surge nodes, ports per node in
+multiples of 8, and the IPs a node count needs.
 """
 
 from __future__ import annotations
@@ -13,42 +11,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-LB_PORTS_PER_IP = 64_000
-NATGW_PORTS_PER_IP = 64_512
-NATGW_MAX_IPS = 16
-NATGW_CONNECTIONS_PER_IP_PER_DESTINATION = 50_000
-NATGW_MAX_CONNECTIONS = 2_000_000
-DEFAULT_ALLOCATION_CAP = 1_024
-PORT_GRANULARITY = 8
-LB_MAX_MANAGED_IPS = 100
-LB_MAX_PORTS_PER_NODE = 64_000
-
-# (largest backend pool size, default ports per instance per frontend IP)
-DEFAULT_ALLOCATION_TABLE: tuple[tuple[int, int], ...] = (
-    (50, 1024),
-    (100, 512),
-    (200, 256),
-    (400, 128),
-    (800, 64),
-    (1000, 32),
+from snat_exporter.azure_facts import (
+    DEFAULT_ALLOCATION_CAP,
+    LB_MAX_MANAGED_IPS,
+    LB_MAX_PORTS_PER_NODE,
+    LB_PORTS_PER_IP,
+    NATGW_PORTS_PER_IP,
+    PORT_GRANULARITY,
 )
-
-
-def default_ports_per_ip(pool_size: int) -> int:
-    """Default SNAT ports per backend instance for one frontend IP (the Load Balancer's table)."""
-    if pool_size < 1:
-        raise ValueError("pool size must be at least 1")
-    for largest, ports in DEFAULT_ALLOCATION_TABLE:
-        if pool_size <= largest:
-            return ports
-    raise ValueError(f"the default allocation table stops at 1,000 instances, got {pool_size}")
-
-
-def default_allocation(pool_size: int, frontend_ips: int = 1) -> int:
-    """Ports per node when AKS leaves allocatedOutboundPorts at 0: MIN(table x frontend IPs, 1,024)."""
-    if frontend_ips < 1:
-        raise ValueError("at least one frontend IP")
-    return min(default_ports_per_ip(pool_size) * frontend_ips, DEFAULT_ALLOCATION_CAP)
 
 
 def round_down_to_granularity(ports: int) -> int:

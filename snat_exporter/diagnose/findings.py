@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from snat_exporter import azure_facts as facts
 from snat_exporter.diagnose import capacity
 from snat_exporter.diagnose.model import (
     LOAD_BALANCER,
@@ -75,7 +76,7 @@ def lb_capacity(obs: Observations) -> Capacity:
     if nodes and frontend_ips:
         total = nodes + obs.surge_nodes
         if total <= 1000:
-            cap.default_allocation = capacity.default_allocation(total, frontend_ips)
+            cap.default_allocation = facts.default_allocation(total, frontend_ips)
         cap.max_ports_per_node = capacity.max_ports_per_node(frontend_ips, total)
         observed = [n.allocated_ports for n in obs.nodes if n.allocated_ports]
         cap.effective_ports_per_node = int(max(observed)) if observed else (setting or cap.default_allocation or 0)
@@ -181,15 +182,15 @@ def _lb_findings(obs: Observations, cap: Capacity) -> list[Finding]:
                 "The outbound port setting does not fit the node count",
                 f"{cap.allocated_outbound_ports} ports x {total} nodes (with {obs.surge_nodes} surge) needs "
                 f"{cap.allocated_outbound_ports * total:,} ports; {cap.frontend_ips} IP(s) give "
-                f"{cap.frontend_ips * capacity.LB_PORTS_PER_IP:,} (room for {cap.max_nodes} nodes).",
+                f"{cap.frontend_ips * facts.LB_PORTS_PER_IP:,} (room for {cap.max_nodes} nodes).",
                 f"`az aks update --load-balancer-managed-outbound-ip-count "
                 f"{capacity.ips_needed(cap.allocated_outbound_ports, total)}`, or lower the ports per node.",
             )
         )
     if not cap.allocated_outbound_ports and cap.nodes:
-        for largest, _ in capacity.DEFAULT_ALLOCATION_TABLE:
+        for largest, _ in facts.DEFAULT_ALLOCATION_TABLE:
             if cap.nodes <= largest < cap.nodes + obs.surge_nodes + 1 and largest < 1000:
-                after = capacity.default_allocation(largest + 1, max(1, cap.frontend_ips))
+                after = facts.default_allocation(largest + 1, max(1, cap.frontend_ips))
                 out.append(
                     Finding(
                         "warning",
@@ -206,7 +207,7 @@ def _lb_findings(obs: Observations, cap: Capacity) -> list[Finding]:
 def _natgw_findings(obs: Observations, cap: Capacity) -> list[Finding]:
     out: list[Finding] = []
     for gw in obs.nat_gateways:
-        more_ips = min(capacity.NATGW_MAX_IPS, gw.public_ips + 1)
+        more_ips = min(facts.NATGW_MAX_IPS, gw.public_ips + 1)
         remedy = (
             "Reuse connections (keep-alive, pooling) in the pods named below; add public IPs to the NAT gateway "
             f"(`az aks update --nat-gateway-managed-outbound-ip-count {more_ips}`: "
@@ -229,7 +230,7 @@ def _natgw_findings(obs: Observations, cap: Capacity) -> list[Finding]:
                     numbers=numbers,
                 )
             )
-        limit = min(capacity.NATGW_CONNECTIONS_PER_IP_PER_DESTINATION * gw.public_ips, capacity.NATGW_MAX_CONNECTIONS)
+        limit = min(facts.NATGW_CONNECTIONS_PER_IP_PER_DESTINATION * gw.public_ips, facts.NATGW_MAX_CONNECTIONS)
         peak = gw.active_connections_peak
         if peak is not None and peak >= NEARLY_EXHAUSTED * limit:
             out.append(

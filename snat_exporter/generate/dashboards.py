@@ -24,7 +24,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-from snat_exporter.collectors.azure.queries import every_cycle_metrics
+from snat_exporter.azure_facts import every_cycle_metrics
 from snat_exporter.generate.mixin import MixinConfig, Thresholds
 
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")

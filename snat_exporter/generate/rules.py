@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from snat_exporter.collectors.azure.queries import every_cycle_metrics
+from snat_exporter.azure_facts import every_cycle_metrics
 from snat_exporter.generate.mixin import MixinConfig
 from snat_exporter.settings import format_duration
 
@@ -472,9 +472,9 @@ def alert_groups(k: Context) -> tuple[Group, ...]:
                 ),
                 comment="Azure Monitor normally lags 2-10 minutes. Older than the threshold means Azure stopped publishing the\n"
                 "metric (or the resource stopped reporting), even though the collector's requests succeed. Only the\n"
-                "metrics queried every cycle (those the SNAT alerts read; every_cycle_metrics() in the Azure\n"
-                "collector): the secondary ones are asked every `secondary_interval` (10m), so on top of Azure's lag a\n"
-                "healthy exporter serves them up to ~20 minutes old.",
+                "metrics queried every cycle (those the SNAT alerts read; every_cycle_metrics() in\n"
+                "snat_exporter/azure_facts.py): the secondary ones are asked every `secondary_interval` (10m), so on\n"
+                "top of Azure's lag a healthy exporter serves them up to ~20 minutes old.",
             ),
         ),
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 
 from snat_exporter.simulator.scenario import (
     Event,
@@ -18,110 +17,6 @@ from snat_exporter.simulator.scenario import (
     Scenario,
     stable_fraction,
 )
-
-
-@dataclass(frozen=True)
-class MetricDef:
-    name: str  # REST name.value, exact Azure casing
-    display: str  # name.localizedValue
-    description: str  # displayDescription
-    unit: str
-    primary: str  # the default aggregation: "average" or "total"
-    dimensions: tuple[str, ...]  # Azure's casing; responses lower-case them
-
-
-LB_NAMESPACE = "Microsoft.Network/loadBalancers"
-NAT_NAMESPACE = "Microsoft.Network/natGateways"
-
-LB_METRICS = (
-    MetricDef(
-        "AllocatedSnatPorts",
-        "Allocated SNAT Ports",
-        "Total number of SNAT ports allocated within time period",
-        "Count",
-        "average",
-        ("FrontendIPAddress", "BackendIPAddress", "ProtocolType", "IsAwaitingRemoval"),
-    ),
-    MetricDef(
-        "UsedSnatPorts",
-        "Used SNAT Ports",
-        "Total number of SNAT ports used within time period",
-        "Count",
-        "average",
-        ("FrontendIPAddress", "BackendIPAddress", "ProtocolType", "IsAwaitingRemoval"),
-    ),
-    MetricDef(
-        "SnatConnectionCount",
-        "SNAT Connection Count",
-        "Total number of new SNAT connections created within time period",
-        "Count",
-        "total",
-        ("FrontendIPAddress", "BackendIPAddress", "ConnectionState"),
-    ),
-    MetricDef(
-        "VipAvailability",
-        "Data Path Availability",
-        "Average Load Balancer data path availability per time duration",
-        "Count",
-        "average",
-        ("FrontendIPAddress", "FrontendPort"),
-    ),
-    MetricDef(
-        "DipAvailability",
-        "Health Probe Status",
-        "Average Load Balancer health probe status per time duration",
-        "Count",
-        "average",
-        ("ProtocolType", "BackendPort", "FrontendIPAddress", "FrontendPort", "BackendIPAddress"),
-    ),
-)
-
-NAT_METRICS = (
-    MetricDef(
-        "ByteCount",
-        "Bytes",
-        "Total number of Bytes transmitted within time period",
-        "Bytes",
-        "total",
-        ("Protocol", "Direction"),
-    ),
-    MetricDef(
-        "DatapathAvailability",
-        "Datapath Availability (Preview)",
-        "NAT Gateway Datapath Availability",
-        "Count",
-        "average",
-        (),
-    ),
-    MetricDef(
-        "PacketCount",
-        "Packets",
-        "Total number of Packets transmitted within time period",
-        "Count",
-        "total",
-        ("Protocol", "Direction"),
-    ),
-    MetricDef("PacketDropCount", "Dropped Packets", "Count of dropped packets", "Count", "total", ()),
-    MetricDef(
-        "SNATConnectionCount",
-        "SNAT Connection Count",
-        "Total concurrent active connections",
-        "Count",
-        "total",
-        ("Protocol", "ConnectionState"),
-    ),
-    MetricDef(
-        "TotalConnectionCount",
-        "Total SNAT Connection Count",
-        "Total number of active SNAT connections",
-        "Count",
-        "total",
-        ("Protocol",),
-    ),
-)
-
-DEFINITIONS = {"loadBalancers": LB_METRICS, "natGateways": NAT_METRICS}
-NAMESPACES = {"loadBalancers": LB_NAMESPACE, "natGateways": NAT_NAMESPACE}
 
 Samples = list[tuple[tuple[str, ...], float]]  # (dimension values in MetricDef.dimensions order, value)
 

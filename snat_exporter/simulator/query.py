@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from snat_exporter.simulator.model import MetricDef, Model
+from snat_exporter.azure_facts import MetricDef
+from snat_exporter.simulator.model import Model
 from snat_exporter.simulator.scenario import LoadBalancer, NatGateway
 
 AGGREGATIONS = ("average", "minimum", "maximum", "total", "count")

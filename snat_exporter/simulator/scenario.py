@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from snat_exporter.diagnose.capacity import LB_PORTS_PER_IP, NATGW_PORTS_PER_IP, default_allocation
+from snat_exporter.azure_facts import LB_PORTS_PER_IP, NATGW_PORTS_PER_IP, default_allocation
 from snat_exporter.simulator.faults import Fault, fault_from_mapping
 
 OUTBOUND_TYPES = (

@@ -21,9 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
+from snat_exporter.azure_facts import DEFINITIONS, NAMESPACES, MetricDef
 from snat_exporter.simulator import arm
 from snat_exporter.simulator.faults import Fault
-from snat_exporter.simulator.model import DEFINITIONS, NAMESPACES, MetricDef, Model
+from snat_exporter.simulator.model import Model
 from snat_exporter.simulator.query import (
     MAX_METRIC_NAMES,
     ApiError,

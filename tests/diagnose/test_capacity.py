@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from snat_exporter.azure_facts import default_allocation, default_ports_per_ip
 from snat_exporter.diagnose.capacity import (
-    default_allocation,
-    default_ports_per_ip,
     ips_needed,
     max_nodes,
     max_ports_per_node,

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from snat_exporter.azure_facts import LOAD_BALANCERS, NAT_GATEWAYS
 from snat_exporter.collectors.azure.config import ResourceId
 from snat_exporter.collectors.azure.parse import MalformedResponse
-from snat_exporter.collectors.azure.queries import LOAD_BALANCERS, NAT_GATEWAYS
 
 log = logging.getLogger("snat_exporter.azure.discovery")
 

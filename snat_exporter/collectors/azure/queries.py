@@ -13,16 +13,17 @@ import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from snat_exporter.azure_facts import (
+    LOAD_BALANCERS,
+    NAMESPACES,
+    NAT_GATEWAYS,
+    is_secondary,
+    query_groups,
+)
 from snat_exporter.catalogue import MetricSpec
 from snat_exporter.collectors.azure import metrics as m
 
-LOAD_BALANCERS = "loadBalancers"
-NAT_GATEWAYS = "natGateways"
-
-NAMESPACES = {LOAD_BALANCERS: "Microsoft.Network/loadBalancers", NAT_GATEWAYS: "Microsoft.Network/natGateways"}
 RESOURCE_TYPE_LABEL = {LOAD_BALANCERS: "load_balancer", NAT_GATEWAYS: "nat_gateway"}
-
-MAX_NAMES_PER_CALL = 20
 
 # NAT gateway reports IP protocol numbers, the load balancer names; both become the same lower-case label.
 _PROTOCOLS = {"6": "tcp", "17": "udp", "tcp": "tcp", "udp": "udp"}
@@ -96,29 +97,6 @@ NAT_METRICS = (
 
 METRICS = {LOAD_BALANCERS: LB_METRICS, NAT_GATEWAYS: NAT_METRICS}
 
-# Queried every `secondary_interval` rather than every cycle: they do not show SNAT exhaustion coming and no alert
-# reads them. The port and connection metrics stay every cycle, and so does PacketDropCount: its alert takes a
-# 5-minute rate, which a counter that steps only every few minutes would make flap. A group is secondary only when
-# all its metrics are: DatapathAvailability shares PacketDropCount's call (same filter), so it comes every cycle
-# at no cost.
-SECONDARY = frozenset({"VipAvailability", "DipAvailability", "DatapathAvailability", "ByteCount", "PacketCount"})
-
-# The filter of each metric: `eq '*'` splits by a dimension. Without the split Azure averages the load balancer
-# port metrics across every backend and over TCP and UDP, which hides the one node that runs out.
-_FILTERS = {
-    "AllocatedSnatPorts": "BackendIPAddress eq '*' and FrontendIPAddress eq '*' and ProtocolType eq '*'",
-    "UsedSnatPorts": "BackendIPAddress eq '*' and FrontendIPAddress eq '*' and ProtocolType eq '*'",
-    "SnatConnectionCount": "BackendIPAddress eq '*' and FrontendIPAddress eq '*' and ConnectionState eq '*'",
-    "VipAvailability": "FrontendIPAddress eq '*'",
-    "DipAvailability": "BackendIPAddress eq '*'",
-    "SNATConnectionCount": "Protocol eq '*' and ConnectionState eq '*'",
-    "TotalConnectionCount": "Protocol eq '*'",
-    "PacketDropCount": None,
-    "DatapathAvailability": None,
-    "ByteCount": "Protocol eq '*' and Direction eq '*'",
-    "PacketCount": "Protocol eq '*' and Direction eq '*'",
-}
-
 
 @dataclass(frozen=True)
 class MetricQuery:
@@ -158,35 +136,15 @@ class MetricQuery:
 
     @property
     def secondary(self) -> bool:
-        return all(mm.azure_name in SECONDARY for mm in self.metrics)
+        return is_secondary(self.names)
 
 
 @functools.cache
 def plan(kind: str) -> tuple[MetricQuery, ...]:
-    """The calls for one resource of ``kind``: metrics grouped by filter alone, in declaration order. A secondary
-    metric that shares its filter with a primary one rides along every cycle: one call either way. Not verified
-    against live Azure: that it serves a metric an aggregation other than its default (PacketDropCount's Average,
-    DatapathAvailability's Total) rather than failing the metric with `InvalidSamplingType`; such a failure would
-    show in snat_exporter_azure_metric_errors_total{code="InvalidSamplingType"}."""
-    groups: dict[str | None, list[MetricMap]] = {}
-    for mm in METRICS[kind]:
-        groups.setdefault(_FILTERS[mm.azure_name], []).append(mm)
-    out = []
-    for flt, maps in groups.items():
-        for i in range(0, len(maps), MAX_NAMES_PER_CALL):
-            out.append(MetricQuery(kind, tuple(maps[i : i + MAX_NAMES_PER_CALL]), flt))
-    return tuple(out)
-
-
-def every_cycle_metrics() -> tuple[str, ...]:
-    """The Azure metric names asked every cycle (not only every ``secondary_interval``), load balancers first.
-
-    The one list that the freshness alert (``SnatAzureMetricsDelayed``), the dashboard's freshness panel and their
-    tests select on: a metric moved to or from ``SECONDARY`` changes all of them at once.
-    """
-    names: list[str] = []
-    for kind in (LOAD_BALANCERS, NAT_GATEWAYS):
-        for query in plan(kind):
-            if not query.secondary:
-                names.extend(query.names)
-    return tuple(dict.fromkeys(names))
+    """The calls for one resource of ``kind``: metrics grouped by filter alone (``azure_facts.query_groups``). A
+    secondary metric that shares its filter with a primary one rides along every cycle: one call either way. Not
+    verified against live Azure: that it serves a metric an aggregation other than its default (PacketDropCount's
+    Average, DatapathAvailability's Total) rather than failing the metric with `InvalidSamplingType`; such a failure
+    would show in snat_exporter_azure_metric_errors_total{code="InvalidSamplingType"}."""
+    maps = {mm.azure_name: mm for mm in METRICS[kind]}
+    return tuple(MetricQuery(kind, tuple(maps[name] for name in names), flt) for flt, names in query_groups(kind))

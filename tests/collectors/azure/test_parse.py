@@ -15,6 +15,7 @@ from azure.mgmt.monitor.models import Response
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from snat_exporter.azure_facts import LOAD_BALANCERS, NAT_GATEWAYS
 from snat_exporter.collectors.azure.config import AzureConfig
 from snat_exporter.collectors.azure.discovery import lb_capacity, nat_ip_refs, parse_cluster, prefix_size
 from snat_exporter.collectors.azure.ledger import Ledger
@@ -28,7 +29,7 @@ from snat_exporter.collectors.azure.parse import (
     parse_metrics_json,
     parse_response,
 )
-from snat_exporter.collectors.azure.queries import LB_METRICS, LOAD_BALANCERS, NAT_GATEWAYS, NAT_METRICS, plan, protocol
+from snat_exporter.collectors.azure.queries import LB_METRICS, NAT_METRICS, plan, protocol
 from tests.conftest import AZURE_EXAMPLES, ROOT, azure_example
 
 FIXTURES = Path(__file__).parent / "fixtures"
