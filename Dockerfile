@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for both roles; the config file chooses the collectors (docs/deploy.md).
-#   docker build -t snat-exporter:0.1.0 .        or, without a local engine:
+#   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t snat-exporter:0.1.0 .    or, without a local engine:
 #   az acr build --registry <acr> --image snat-exporter:0.1.0 .
 # Pin the base by digest in your own build (python:3.11-slim-trixie@sha256:...) for fully reproducible images.
 ARG PYTHON_IMAGE=python:3.11-slim-trixie
@@ -13,8 +13,12 @@ RUN python -m venv /opt/snat-exporter
 WORKDIR /src
 # The same constraints file as CI (`make deps`): the image runs the dependency versions the tests ran.
 # Only the runtime dependencies of pyproject.toml are installed; the dev extras never enter the image.
-COPY constraints.txt pyproject.toml README.md ./
+COPY constraints.txt pyproject.toml README.md LICENSE ./
 COPY snat_exporter ./snat_exporter
+# The source revision that `snat-exporter --version` and snat_exporter_build_info report (release.yml passes the
+# commit; without it they say "unknown").
+ARG REVISION=""
+RUN if [ -n "$REVISION" ]; then echo "$REVISION" > snat_exporter/REVISION; fi
 RUN /opt/snat-exporter/bin/pip install --constraint constraints.txt . \
  && /opt/snat-exporter/bin/pip uninstall --yes pip setuptools
 

@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	# The runtime dependencies as wheels, for tests/package/test_wheel.py to install the built wheel offline.
+	rm -rf $(VENV)/wheelhouse
+	$(PY) -m pip download -q -d $(VENV)/wheelhouse -c constraints.txt $$($(PY) -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -22,6 +25,7 @@ system-deps:
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/actionlint .github/workflows/*.yml
 
 typecheck: deps
 	$(VENV)/bin/mypy snat_exporter bench tests

@@ -12,6 +12,8 @@ command -v ip >/dev/null || need+=(iproute2)
 # kubectl renders the kustomize overlays in tests/deploy. Machines here ship a current one; Debian's package is the
 # fallback (older, but it has `kubectl kustomize`).
 command -v kubectl >/dev/null || need+=(kubernetes-client)
+# actionlint (make lint) checks the workflows' run: scripts with shellcheck when it is on PATH.
+command -v shellcheck >/dev/null || need+=(shellcheck)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing system packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2

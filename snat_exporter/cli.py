@@ -124,12 +124,23 @@ def cmd_dashboards_add_row(args: argparse.Namespace) -> int:
     return run_add_row(args.config, Path(args.into), Path(args.out) if args.out else None)
 
 
+class _PrintVersion(argparse.Action):
+    """argparse's own version action wraps the line at the terminal width; scripts parse it whole."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(BUILD.line())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="snat-exporter",
         description="Prometheus exporter for SNAT port usage on Azure Kubernetes Service.",
     )
-    parser.add_argument("--version", action="version", version=BUILD.line())
+    parser.add_argument("--version", action=_PrintVersion, help="print version, revision and Python version, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
