@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.deploy.manifests import pod_files
 
 WHEELHOUSE = Path(sys.prefix) / "wheelhouse"
 REVISION = "0123456789abcdef0123456789abcdef01234567"  # baked into this build, as the release workflow does
@@ -133,9 +134,14 @@ def test_version_and_check_config_from_the_wheel(built: Built) -> None:
     assert version.returncode == 0, version.stderr
     assert version.stdout.startswith(f"snat-exporter {PROJECT['version']} (revision {REVISION}, Python ")
     assert EXAMPLE_CONFIGS
-    for config in EXAMPLE_CONFIGS:
+    web_config = (EXAMPLE_CONFIGS[0].parent / "web-config.yml").read_text()
+    for example in EXAMPLE_CONFIGS:
+        # As the pod reads it: beside its web config, with the TLS files of the Secret it mounts.
+        config = pod_files(
+            {"config.yaml": example.read_text(), "web-config.yml": web_config}, built.workdir / example.stem
+        )
         checked = built.run("snat-exporter", "check-config", str(config))
-        assert checked.returncode == 0, (config, checked.stderr)
+        assert checked.returncode == 0, (example.name, checked.stderr)
         assert checked.stdout.startswith(f"{config}: ok")
 
 
