@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter
 from prometheus_client.registry import CollectorRegistry
 
@@ -75,6 +76,8 @@ class FrontDoor:
         self._open = HTTP_OPEN_CONNECTIONS.gauge(registry)
         self._scrapes = 0
         self.listener: Listener | None = None
+        self._server_log = logging.getLogger("snat_exporter.web.aiohttp")
+        self._server_log.filters[:] = [_ClientErrors(self._closed)]
 
     @property
     def scheme(self) -> str:
@@ -89,8 +92,8 @@ class FrontDoor:
 
     def runner_options(self) -> dict[str, Any]:
         # aiohttp's keep-alive timer is the idle timeout: it also closes a connection whose next request never
-        # completes its header.
-        return {"keepalive_timeout": self.http.idle_timeout}
+        # completes its header. Its logger is ours, so that a client's malformed request is counted, not logged.
+        return {"keepalive_timeout": self.http.idle_timeout, "logger": self._server_log}
 
     async def listen(self, runner: web.AppRunner, host: str, port: int) -> tuple[str, int]:
         self.listener = Listener(
@@ -152,3 +155,21 @@ class FrontDoor:
     async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers.update(self.web.headers)
         response.headers["Server"] = SERVER
+
+
+class _ClientErrors(logging.Filter):
+    """aiohttp logs every malformed request (bad header, broken chunk, HTTP/2 preface) at ERROR with a traceback:
+    anyone who can connect could fill the log. Those are the client's errors, answered 400 and closed by aiohttp:
+    counted as ``snat_exporter_http_connections_closed_total{reason="bad_request"}`` instead. Errors of ours
+    (a handler raising, a 500) are still logged."""
+
+    def __init__(self, closed: Counter):
+        super().__init__()
+        self._closed = closed
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 0) < 500:
+            self._closed.labels("bad_request").inc()
+            return False
+        return True

@@ -24,7 +24,8 @@ HTTP_CONNECTIONS_CLOSED = MetricSpec(
     "counter",
     "Connections the exporter closed itself, by reason: header_timeout (no complete request in time), evicted (the "
     "longest idle one, to make room at max_connections), refused (at max_connections with none idle), tls_handshake "
-    "(handshake failed), client_san (client certificate not in client_allowed_sans).",
+    "(handshake failed), client_san (client certificate not in client_allowed_sans), bad_request (a malformed request, "
+    "answered 400).",
     ("reason",),
 )
 HTTP_OPEN_CONNECTIONS = MetricSpec(
