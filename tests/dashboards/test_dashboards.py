@@ -113,3 +113,11 @@ def test_data_freshness_reads_the_metrics_that_the_delayed_data_alert_reads() ->
     rules = yaml.safe_load((ROOT / "alerts" / "alerts.yml").read_text())
     alert = next(r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "SnatAzureMetricsDelayed")
     assert f'metric=~"{dashboards.fresh_metrics_regex()}"' in alert["expr"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_committed_json_loads_in_the_foundation_sdk_model(name: str) -> None:
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    model = Dashboard.from_json(board(name))
+    assert model.uid == board(name)["uid"] and model.panels and len(model.panels) == len(board(name)["panels"])
