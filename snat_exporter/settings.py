@@ -112,6 +112,23 @@ def parse_int(minimum: int | None = None, maximum: int | None = None) -> Parser:
     return parse
 
 
+def parse_number(minimum: float | None = None, maximum: float | None = None) -> Parser:
+    """A plain number (an int or a float, not a string or a bool) within bounds: for data files whose numbers are
+    quantities, not durations."""
+
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number, got {value!r}")
+        number = float(value)
+        if minimum is not None and number < minimum:
+            raise ValueError(f"must be at least {minimum}, got {number}")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"must be at most {maximum}, got {number}")
+        return number
+
+    return parse
+
+
 def parse_str(value: Any) -> str:
     if isinstance(value, dict | list) or value is None:
         raise ValueError(f"expected a string, got {type(value).__name__}")

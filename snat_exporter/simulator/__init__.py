@@ -18,10 +18,9 @@ from snat_exporter.simulator.scenario import (
     PublicIPPrefix,
     Scenario,
     ScenarioError,
-    builtin_scenarios,
     default_ports_per_backend,
-    load_scenario,
 )
+from snat_exporter.simulator.scenario_load import builtin_scenarios, load_scenario
 from snat_exporter.simulator.server import RecordedRequest, Simulator
 
 __all__ = [

@@ -9,7 +9,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from snat_exporter.simulator.scenario import Scenario, ScenarioError, builtin_scenarios, load_scenario
+from snat_exporter.simulator.scenario import Scenario, ScenarioError
+from snat_exporter.simulator.scenario_load import builtin_scenarios, load_scenario
 from snat_exporter.simulator.server import Simulator
 
 

@@ -7,9 +7,11 @@ body faults (malformed JSON, wrong shape, connection reset) replace or cut the a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field
 from typing import Any
+
+from snat_exporter.settings import setting
 
 OPERATIONS = ("metrics", "batch", "arm")
 
@@ -17,6 +19,19 @@ FRONT_DOOR = ("latency", "auth", "status")
 BODY = ("malformed", "wrong_shape", "reset")
 DATA = ("metric_error", "empty_timeseries", "empty_minutes", "late_revisions")
 KINDS = FRONT_DOOR + BODY + DATA
+
+
+def _typed(kind: type) -> Callable[[Any], Any]:
+    """A scenario's value of exactly ``kind`` (an int is a float too; a bool is neither)."""
+
+    def parse(value: Any) -> Any:
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"expected {kind.__name__}, got {value!r}")
+        return value
+
+    return parse
 
 
 @dataclass
@@ -33,18 +48,18 @@ class Fault:
       late_revisions: Total metrics of the ``minutes`` minutes after the lag show ``fraction`` of their value.
     """
 
-    kind: str
-    operation: str | None = None
-    resource: str | None = None
-    metric: str | None = None
-    times: int | None = None
-    seconds: float = 1.0
-    status: int = 500
-    retry_after: float | None = None
-    error_code: str = "InvalidSamplingType"
-    message: str | None = None
-    minutes: int | None = None
-    fraction: float = 0.5
+    kind: str = setting(MISSING, "One of KINDS.", parse=_typed(str))
+    operation: str | None = setting(None, "One of OPERATIONS; default: every operation.", parse=_typed(str))
+    resource: str | None = setting(None, "A resource name, case-insensitive.", parse=_typed(str))
+    metric: str | None = setting(None, "One of the requested metric names.", parse=_typed(str))
+    times: int | None = setting(None, "Requests it hits; default: all.", parse=_typed(int))
+    seconds: float = setting(1.0, "latency: the wait.", parse=_typed(float))
+    status: int = setting(500, "status: the HTTP status.", parse=_typed(int))
+    retry_after: float | None = setting(None, "status: a Retry-After header, in seconds.", parse=_typed(float))
+    error_code: str = setting("InvalidSamplingType", "metric_error: the errorCode.", parse=_typed(str))
+    message: str | None = setting(None, "metric_error: the errorMessage.", parse=_typed(str))
+    minutes: int | None = setting(None, "empty_minutes, late_revisions: how many minutes.", parse=_typed(int))
+    fraction: float = setting(0.5, "late_revisions: the share first published.", parse=_typed(float))
     hits: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
@@ -81,48 +96,3 @@ class Fault:
         if self.resource is not None and self.resource.lower() != resource.lower():
             return False
         return self.metric is None or metric is None or self.metric.lower() == metric.lower()
-
-
-_FIELD_TYPES = {
-    "kind": str,
-    "operation": str,
-    "resource": str,
-    "metric": str,
-    "times": int,
-    "seconds": float,
-    "status": int,
-    "retry_after": float,
-    "error_code": str,
-    "message": str,
-    "minutes": int,
-    "fraction": float,
-}
-
-
-def fault_from_mapping(data: Any) -> Fault:
-    """A Fault from a scenario's ``faults:`` entry; errors name the field (``ScenarioError``)."""
-    from snat_exporter.simulator.scenario import ScenarioError
-
-    if not isinstance(data, Mapping):
-        raise ScenarioError("", f"expected a mapping, got {type(data).__name__}")
-    known = {f.name for f in fields(Fault)} - {"hits"}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in known:
-            raise ScenarioError(str(key), "unknown key")
-        if value is None:
-            continue
-        want = _FIELD_TYPES[key]
-        ok = isinstance(value, want) and not isinstance(value, bool)
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if not ok:
-            raise ScenarioError(str(key), f"expected {want.__name__}, got {value!r}")
-        kwargs[key] = value
-    if "kind" not in kwargs:
-        raise ScenarioError("kind", "required")
-    try:
-        return Fault(**kwargs)
-    except ValueError as err:
-        path, _, message = str(err).partition(": ")
-        raise ScenarioError(path, message) from None

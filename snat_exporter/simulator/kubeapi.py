@@ -155,7 +155,7 @@ def nodes_from_scenario(nodes: Iterable[ScenarioNode]) -> list[dict[str, Any]]:
 
 def scenario_nodes(name: str) -> list[dict[str, Any]]:
     """Node objects for a built-in scenario of the Azure simulator, by name (``steady``, ...)."""
-    from snat_exporter.simulator.scenario import load_scenario
+    from snat_exporter.simulator.scenario_load import load_scenario
 
     return nodes_from_scenario(load_scenario(name).nodes)
 
