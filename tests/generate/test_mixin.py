@@ -111,3 +111,54 @@ def test_the_ports_threshold_reaches_the_panels(generated: Path) -> None:
 def test_the_default_tree_differs_from_it(generated: Path) -> None:
     """The committed files are the defaults: the config changed what a team would deploy."""
     assert (generated / "alerts" / "alerts.yml").read_text() != (ROOT / "alerts" / "alerts.yml").read_text()
+
+
+def test_per_alert_for_and_severity_reach_the_rule_files_and_azure(tmp_path: Path) -> None:
+    config = tmp_path / "mixin.yaml"
+    config.write_text(
+        "alerts:\n"
+        "  SnatNatGatewayPacketsDropped: {for: 30m, severity: critical}\n"
+        "  SnatConntrackInsertFailing: {severity: info}\n"
+    )
+    out = tmp_path / "out"
+    assert cli.main(["generate", "--config", str(config), "--out", str(out)]) == 0
+    rules = {
+        r["alert"]: r for g in yaml.safe_load((out / "alerts" / "alerts.yml").read_text())["groups"] for r in g["rules"]
+    }
+    dropped = rules["SnatNatGatewayPacketsDropped"]
+    assert (dropped["for"], dropped["labels"]["severity"]) == ("30m", "critical")
+    assert "for 30 minutes" in dropped["annotations"]["description"]
+    assert (rules["SnatConntrackInsertFailing"]["for"], rules["SnatConntrackInsertFailing"]["labels"]["severity"]) == (
+        "5m",
+        "info",
+    )
+    azure = {
+        r["alert"]: r
+        for res in json.loads((out / "deploy" / "azure" / "prometheus-rule-groups.json").read_text())["resources"]
+        for r in res["properties"]["rules"]
+        if "alert" in r
+    }
+    assert (azure["SnatNatGatewayPacketsDropped"]["for"], azure["SnatNatGatewayPacketsDropped"]["severity"]) == (
+        "PT30M",
+        0,
+    )
+    assert azure["SnatConntrackInsertFailing"]["severity"] == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("alerts:\n  SnatNoSuchAlert: {for: 5m}\n", "alerts"),
+        ("alerts:\n  SnatPortsExhausted: {severity: page}\n", "alerts"),
+        ("thresholds:\n  azure_metric_age: soon\n", "thresholds.azure_metric_age"),
+        ("runbook_url_base: 'https://x/runbook.md#top'\n", "runbook_url_base"),
+        ("dashboards:\n  colour: blue\n", "dashboards.colour"),
+    ],
+)
+def test_bad_mixin_values_exit_2_naming_the_field(
+    tmp_path: Path, text: str, field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "mixin.yaml"
+    config.write_text(text)
+    assert cli.main(["generate", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert f"config error: {field}:" in capsys.readouterr().err
