@@ -30,7 +30,7 @@ from snat_exporter.collectors.azure.client import AzureClients, RequestMetrics
 from snat_exporter.collectors.azure.config import ResourceId
 from snat_exporter.collectors.azure.discovery import Target
 from snat_exporter.collectors.azure.errors import CredentialSetupError, describe, error_reason
-from snat_exporter.collectors.azure.fetching import BatchRefused, Fetcher, SeriesLimit
+from snat_exporter.collectors.azure.fetching import FALLBACK_REASONS, BatchRefused, Fetcher, SeriesLimit
 from snat_exporter.collectors.azure.outcomes import FailureLog, Outcome, QueryFailure, cycle_error
 from snat_exporter.collectors.azure.parse import MetricResult, Series
 from snat_exporter.collectors.azure.planning import BatchJob, Planner, QueryKey
@@ -204,7 +204,9 @@ class AzureCollector:
     def _failed(self, target: Target, query: MetricQuery, failure: QueryFailure) -> QueryFailure:
         for mm in query.metrics:
             self.state.metric_errors.labels(target.resource.name, mm.azure_name, failure.reason).inc()
-        self.failures.failed((target.resource, query.metricnames), failure)
+        qkey: QueryKey = (target.resource, query.metricnames)
+        self.planner.failed(qkey, failure.reason)
+        self.failures.failed(qkey, failure)
         return failure
 
     # ------------------------------------------------------------------------------------------ one batch
@@ -222,7 +224,8 @@ class AzureCollector:
         except asyncio.CancelledError:
             raise
         except BatchRefused as refusal:
-            if self.planner.batch_refused(refusal.reason, str(refusal), now):
+            why = FALLBACK_REASONS.get(refusal.reason, "")
+            if self.planner.batch_refused(refusal.reason, f"{job.endpoint}: {refusal}", now, why):
                 self.batch_fallbacks.labels(refusal.reason).inc()
             return refusal
         except SeriesLimit:

@@ -188,10 +188,10 @@ class AzureConfig:
     batch: str = setting(
         "auto",
         "Read metrics with the data-plane `metrics:getBatch` API (up to `batch_size` resources of one subscription, "
-        "region and type per call): `auto` uses it and falls back to per-resource Metrics List when Azure "
-        "refuses it (401/403: batch needs Monitoring Reader on the subscription; retried hourly), `always` never "
-        "falls back, "
-        "`never` always queries per resource.",
+        "region and type per call): `auto` uses it and falls back to per-resource Metrics List when getBatch fails "
+        "in a way Metrics List does not (401/403: batch needs Monitoring Reader on the subscription; 404; its "
+        "regional host unreachable, not resolving or failing TLS), trying getBatch again after 5 minutes, doubling "
+        "up to an hour; `always` never falls back, `never` always queries per resource.",
         parse=parse_choice(*BATCH_MODES),
     )
     batch_endpoint: str | None = setting(

@@ -3,18 +3,22 @@
 Every call waits for a slot of ``concurrency`` and is cut at the cycle's deadline. Retries are not done here:
 the clients' retry policy (``client.BoundedRetryPolicy``) is the one retry path, getBatch's POST included, and a
 Retry-After too long to wait inside the cycle reaches the runner through ``errors.error_reason``. What this module
-adds is telling apart the getBatch answers that change the plan: a refusal (401/403, per resource instead) and a
-call that would return too many series (split it).
+adds is telling apart the getBatch failures that change the plan: one that Metrics List on ARM would not have
+(per resource instead: a refusal, or a data-plane host that cannot be reached) and a call that would return too
+many series (split it).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import socket
+import ssl
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import DecodeError, HttpResponseError
+import aiohttp
+from azure.core.exceptions import DecodeError, HttpResponseError, ServiceRequestError
 
 from snat_exporter.collectors.azure.client import OPERATION, AzureClients
 from snat_exporter.collectors.azure.config import AzureConfig
@@ -34,11 +38,62 @@ INTERVAL = "PT1M"
 
 
 class BatchRefused(Exception):
-    """getBatch answered 401/403: the credential lacks Monitoring Reader on the subscription."""
+    """getBatch failed in a way per-resource Metrics List (on ARM, another host) would not: ``reason`` is one of
+    FALLBACK_REASONS."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+
+
+# Why getBatch is left for per-resource Metrics List, and what the warning tells the operator to check. getBatch
+# goes to another host (the regional metrics.monitor.azure.com), with another token audience and another role
+# scope than ARM: an egress allow-list, a private DNS zone or a TLS-inspecting proxy can block it alone.
+FALLBACK_REASONS = {
+    "auth": "getBatch answered 401: the metrics data plane did not accept the token. This is authentication, not a "
+    "missing role: check the credential and azure.batch_audience",
+    "permission_denied": "getBatch answered 403: getBatch needs Monitoring Reader on the subscription (Metrics List "
+    "needs it only on the resources)",
+    "not_found": "getBatch answered 404 or 405: the endpoint does not serve metrics:getBatch (check "
+    "azure.batch_endpoint)",
+    "unreachable": "the regional metrics data-plane host cannot be reached: is egress to "
+    "<region>.metrics.monitor.azure.com allowed (firewall, NSG, proxy)?",
+    "dns": "the regional metrics data-plane host name does not resolve (DNS, private DNS zone)",
+    "tls": "the TLS handshake with the regional metrics data-plane host failed (a TLS-inspecting proxy whose CA "
+    "is not trusted?)",
+}
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: azure-core keeps the transport's error as ``inner_exception``."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < 16:
+        e = todo.pop()
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        yield e
+        todo += [getattr(e, "inner_exception", None), e.__cause__, e.__context__]
+
+
+def fallback_reason(exc: BaseException) -> str | None:
+    """The FALLBACK_REASONS key of a getBatch failure that per-resource Metrics List could avoid, else None (the
+    same failure would hit ARM too: throttling, 5xx, a credential that cannot get any token, a slow answer)."""
+    status = _status(exc)
+    if isinstance(exc, HttpResponseError) and exc.response is not None:
+        # 405: a host that answers but has no such API (a proxy, a wrong batch_endpoint), like a 404
+        return {401: "auth", 403: "permission_denied", 404: "not_found", 405: "not_found"}.get(status or 0)
+    if status == 403:
+        return "permission_denied"
+    if not isinstance(exc, ServiceRequestError):  # the request was sent: the host is reachable
+        return None
+    chain = list(_chain(exc))
+    if any(isinstance(e, ssl.SSLError | aiohttp.ClientSSLError) for e in chain):
+        return "tls"
+    if any(isinstance(e, socket.gaierror) or type(e).__name__ == "ClientConnectorDNSError" for e in chain):
+        return "dns"
+    return "unreachable"  # refused, reset or timed out while connecting: the request never left
 
 
 class SeriesLimit(Exception):
@@ -130,12 +185,11 @@ class Fetcher:
                     raw: bytes = await asyncio.wait_for(captured["response"].read(), max(0.001, deadline - loop.time()))
                 finally:
                     OPERATION.reset(token)
-        except HttpResponseError as e:
-            status = _status(e)
-            if status in (401, 403) and self.cfg.batch == "auto":
-                if status == 403 or e.response is not None:  # an HTTP answer, not a credential failure
-                    raise BatchRefused("auth" if status == 401 else "permission_denied", describe(e)) from None
-            if status == 400 and "series" in str(e).lower() and len(job.targets) > 1:
+        except (HttpResponseError, ServiceRequestError) as e:
+            reason = fallback_reason(e) if self.cfg.batch == "auto" else None
+            if reason is not None:
+                raise BatchRefused(reason, describe(e)) from None
+            if _status(e) == 400 and "series" in str(e).lower() and len(job.targets) > 1:
                 raise SeriesLimit() from None
             raise
         return raw

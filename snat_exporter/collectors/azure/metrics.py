@@ -233,8 +233,9 @@ BATCH_ENABLED = MetricSpec(
 BATCH_FALLBACKS = MetricSpec(
     "snat_exporter_azure_batch_fallbacks_total",
     "counter",
-    "Times metrics:getBatch was refused (401 auth / 403 permission_denied: it needs Monitoring Reader on the "
-    "subscription) and the collector fell back to per-resource Metrics List for an hour, by reason.",
+    "Times metrics:getBatch failed in a way per-resource Metrics List does not and the collector fell back to it "
+    "until a re-probe (5 minutes, doubling up to an hour), by reason: auth (401), permission_denied (403: it needs "
+    "Monitoring Reader on the subscription), not_found (404), unreachable, dns, tls (the regional data-plane host).",
     ("reason",),
     _SRC,
 )

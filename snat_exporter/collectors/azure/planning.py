@@ -33,6 +33,9 @@ BATCH_REPROBE_MAX = 3600.0
 # Series estimates from the last cycle are scaled by this before packing a batch: estates grow between cycles.
 SERIES_HEADROOM = 1.1
 
+# The failure reasons (errors.error_reason) of a request Azure refused as such: the resume point is reset.
+RESET_REASONS = frozenset({"http_4xx", "not_found"})
+
 QueryKey = tuple[ResourceId, str]  # (resource, the query's metricnames): the unit a query's state is kept by
 
 
@@ -137,12 +140,22 @@ class Planner:
     def query_start(self, qkey: QueryKey, now: float) -> tuple[float, float]:
         """(window start, the start to query from). The first query asks for the whole ``window``; later ones start
         where the last good answer said data may still arrive or change (``_resume``), which after a failed
-        stretch reaches back before the window (back-filled, up to BACKFILL_LIMIT)."""
+        stretch reaches back before the window (back-filled, up to BACKFILL_LIMIT).
+
+        A resume point later than ``now - revision_window`` can only come from an answer holding minutes after
+        now (clock skew, or a hostile answer): the whole window is asked again, never a timespan that starts in
+        the future (Azure answers it with 400 for good, and every series expires)."""
         window_start = floor_minute(now - self.cfg.window)
         resume = self._resume.get(qkey)
-        if resume is None:
+        if resume is None or resume > floor_minute(now - self.cfg.revision_window):
             return window_start, window_start
         return window_start, max(resume, floor_minute(now - BACKFILL_LIMIT))
+
+    def failed(self, qkey: QueryKey, reason: str) -> None:
+        """A query failed. Azure refusing the request itself (400 and other 4xx but throttling, auth and
+        permissions) may be about its timespan: the next query asks for the whole window."""
+        if reason in RESET_REASONS:
+            self._resume.pop(qkey, None)
 
     def answered(
         self, qkey: QueryKey, query: MetricQuery, results: dict[str, MetricResult], window_start: float
@@ -172,9 +185,10 @@ class Planner:
         return max(window_start, floor_minute(newest - self.cfg.revision_window))
 
     # ------------------------------------------------------------------------------------ getBatch refusal
-    def batch_refused(self, reason: str, message: str, now: float) -> bool:
-        """getBatch was refused (401/403): per resource until the re-probe time. True when this refusal starts a
-        new back-off period (to be counted once, not once per refused call of the cycle)."""
+    def batch_refused(self, reason: str, message: str, now: float, why: str = "") -> bool:
+        """getBatch failed in a way Metrics List would not (``reason``, ``why`` for the operator): per resource
+        until the re-probe time. True when this starts a new back-off period (to be counted once, not once per
+        failed call of the cycle)."""
         first = self._batch_refusal is None
         new_period = now >= self._batch_refused_until
         if new_period:
@@ -184,8 +198,7 @@ class Planner:
         self._batch_refusal = reason
         log.log(
             logging.WARNING if first else logging.DEBUG,
-            "metrics:getBatch was refused; querying each resource with Metrics List instead (batch needs "
-            "Monitoring Reader on the subscription)",
+            f"metrics:getBatch failed; querying each resource with Metrics List instead. {why}".strip(),
             extra={"reason": reason, "error": message, "retry_batch_in_seconds": wait},
         )
         return new_period

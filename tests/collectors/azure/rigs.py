@@ -84,7 +84,8 @@ async def make_rig(clock: FakeClock) -> AsyncIterator[Callable[..., Any]]:
             "azure.timeout": "5s",
             "azure.retries": "1",
             **({"azure.resources": ",".join(resources)} if explicit and resources else {}),
-            **{f"azure.{k}": v for k, v in overrides.items()},
+            # "{sim_host}" in a value: the simulator's host:port (an endpoint pointing at it, or near it)
+            **{f"azure.{k}": v.replace("{sim_host}", sim_url.removeprefix("http://")) for k, v in overrides.items()},
         }
         exporter = Exporter(load_config(None, environ={}, overrides=settings), clock=clock)
         url = await exporter.start(host="127.0.0.1", port=0, background=False)

@@ -231,3 +231,76 @@ async def test_batches_group_by_subscription_region_and_type(make_rig) -> None:
     )
     assert public.azure.metrics_endpoint() == "https://{region}.metrics.monitor.azure.com"
     assert public.azure.metrics_audience() == "https://metrics.monitor.azure.com"
+
+
+async def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("broken", ["unreachable", "not_found"])
+async def test_batch_that_cannot_reach_its_host_falls_back_and_says_what_failed(
+    make_rig, clock, caplog, broken: str
+) -> None:
+    """Issue 15: with egress locked down to ARM, the regional data-plane host was unreachable and `batch: auto`
+    collected nothing, forever: it fell back only on 401/403."""
+    import logging
+
+    endpoint = {
+        "unreachable": f"http://127.0.0.1:{await _closed_port()}",
+        "not_found": "http://{sim_host}/no-such-prefix",  # a host that answers, but not getBatch
+    }[broken]
+    rig2 = await make_rig(estate(lbs=2, nats=1), batch_endpoint=endpoint)
+    with caplog.at_level(logging.WARNING, logger="snat_exporter.azure"):
+        assert await rig2.run(), rig2.exporter.store.get("azure").last_error
+    assert len(await rig2.samples("azure_lb_snat_ports_used")) == 2 * 4 + 2 * 2 * 3  # nothing lost this cycle
+    assert await rig2.value("snat_exporter_azure_batch_fallbacks_total", reason=broken) == 1
+    warned = [r.getMessage() for r in caplog.records if "getBatch" in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert {"unreachable": "cannot be reached", "not_found": "404"}[broken] in warned[0]
+    assert "Monitoring Reader" not in warned[0]
+    calls = await rig2.value("snat_exporter_azure_requests_total", operation="metrics_batch")
+    clock.advance(60)
+    assert await rig2.run()
+    assert await rig2.value("snat_exporter_azure_requests_total", operation="metrics_batch") == calls  # remembered
+    clock.advance(BATCH_REPROBE)
+    assert await rig2.run()  # re-probed, failed again, served per resource again
+    assert await rig2.value("snat_exporter_azure_requests_total", operation="metrics_batch") > calls
+    assert await rig2.value("snat_exporter_azure_batch_fallbacks_total", reason=broken) == 2
+
+
+async def test_a_401_from_batch_is_reported_as_authentication_not_a_missing_role(make_rig, caplog) -> None:
+    import logging
+
+    rig = await make_rig(estate(lbs=2, nats=1))
+    rig.sim.add_fault(Fault(kind="auth", operation="batch"))
+    with caplog.at_level(logging.WARNING, logger="snat_exporter.azure"):
+        assert await rig.run()
+    warned = [r.getMessage() for r in caplog.records if "getBatch" in r.getMessage()]
+    assert len(warned) == 1 and "authentication, not a missing role" in warned[0], warned
+
+
+async def test_tls_and_dns_failures_of_the_batch_host_are_told_apart(make_rig) -> None:
+    """The TLS case through azure-core's real aiohttp transport (TLS to a plain-HTTP port), DNS as the transport
+    wraps it (resolving a name would leave the loopback)."""
+    import socket
+
+    from azure.core.exceptions import ServiceRequestError
+    from azure.core.pipeline.transport import AioHttpTransport
+    from azure.core.rest import HttpRequest
+
+    from snat_exporter.collectors.azure.fetching import fallback_reason
+
+    rig = await make_rig(estate(lbs=1, nats=0))
+    async with AioHttpTransport() as transport:
+        with pytest.raises(ServiceRequestError) as tls:
+            await transport.send(HttpRequest("POST", rig.sim.url.replace("http://", "https://") + "/x"))
+    assert fallback_reason(tls.value) == "tls"
+    try:
+        raise ServiceRequestError("Cannot connect to host") from socket.gaierror(-2, "Name or service not known")
+    except ServiceRequestError as dns:
+        assert fallback_reason(dns) == "dns"

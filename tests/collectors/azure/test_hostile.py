@@ -9,16 +9,23 @@ normal cycle, the hostile one must show exactly what the twin shows.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import unquote
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from snat_exporter.collectors.azure.config import AzureConfig, ResourceId
+from snat_exporter.collectors.azure.parse import MetricResult, Point, Series
+from snat_exporter.collectors.azure.planning import Planner, floor_minute
+from snat_exporter.collectors.azure.queries import LOAD_BALANCERS, plan
 from snat_exporter.config import load_config
 from snat_exporter.server import Exporter
-from snat_exporter.simulator import Simulator, exporter_settings, load_scenario
+from snat_exporter.simulator import Fault, Simulator, exporter_settings, load_scenario
 from tests.collectors.azure.hostile import HostileProxy, set_dimension, set_timestamps, set_values
 from tests.conftest import FakeClock
 
@@ -163,3 +170,53 @@ async def test_minutes_from_the_future_are_dropped_and_the_window_stays_sane(pai
     await assert_healed(pair)
     # the next cycle's queries did not start from the future minute (every one was answered: assert_healed)
     assert all("2098" not in r and "2099" not in r for r in pair.proxy.requests[asked:])
+
+
+# ------------------------------------------------------------------------------------ the query window (item 1)
+
+LB_ID = (
+    "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.Network/loadBalancers/lb"
+)
+
+
+def test_a_minute_after_now_never_moves_the_query_window_past_now() -> None:
+    """After one answer whose points lay in 2099, every later query asked starttime=2099 and got 400, until the
+    series expired. Even a minute the parser lets through (within clock skew) must not start a window in the
+    future: the planner asks the whole window again."""
+    cfg = AzureConfig(revision_window=60.0)
+    planner = Planner(cfg)
+    query = plan(LOAD_BALANCERS)[1]
+    qkey = (ResourceId.parse(LB_ID), query.metricnames)
+    now = 1_800_000_000.0
+    for future in (now + 240.0, datetime(2099, 1, 1, tzinfo=UTC).timestamp()):
+        window_start, _ = planner.query_start(qkey, now)
+        series = Series((("backendipaddress", "10.224.0.4"),), (Point(now - 180.0, 1.0), Point(future, 1.0)))
+        planner.answered(
+            qkey, query, {"snatconnectioncount": MetricResult("SnatConnectionCount", None, "", (series,))}, window_start
+        )
+        later = now + 60.0
+        window_start, start = planner.query_start(qkey, later)
+        assert start == window_start == floor_minute(later - cfg.window), future
+
+
+def _starts(requests: list[str]) -> set[str]:
+    """The start of the timespan each recorded metric request asked for (Metrics List: timespan=start/end;
+    getBatch: starttime=...)."""
+    out = set()
+    for r in requests:
+        m = re.search(r"(?:timespan=|starttime=)(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", unquote(r))
+        assert m, r
+        out.add(m.group(1))
+    return out
+
+
+async def test_a_4xx_answer_resets_the_query_window(pair: Pair) -> None:
+    assert await pair.cycle() == (True, True)
+    pair.sim.add_fault(Fault("status", status=400))
+    assert await pair.cycle(minutes=0) == (False, False)  # same minute: the next start would still be the resume
+    pair.sim.clear_faults()
+    asked = len(pair.proxy.requests)
+    assert await pair.cycle() == (True, True)
+    window_start = datetime.fromtimestamp(floor_minute(pair.clock() - 600.0), tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    assert _starts(pair.proxy.requests[asked:]) == {window_start}
+    assert await pair.data(pair.hostile) == await pair.data(pair.twin)
