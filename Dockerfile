@@ -27,7 +27,7 @@ FROM ${PYTHON_IMAGE}
 # A fixed glibc mmap threshold: each cycle allocates and frees multi-megabyte buffers (Azure answers, rendered
 # exposition), and glibc's dynamic threshold would otherwise move them onto a heap that fragments and is never
 # returned (measured at 1,200 resources: 284 MB RSS without it, 172 MB with it; docs/performance.md). The exporter
-# also fixes it at start-up (snat_exporter/runtime.py); here glibc has it before the interpreter allocates anything.
+# also fixes it at start-up (snat_exporter/tuning.py); here glibc has it before the interpreter allocates anything.
 ENV PATH=/opt/snat-exporter/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

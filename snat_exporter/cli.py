@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -46,12 +45,10 @@ def _print_config_errors(err: ConfigError) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from snat_exporter.runtime import fix_mmap_threshold
     from snat_exporter.server import serve
 
     config = _load(args, args.config)
     setup_logging(config.log_level)
-    logging.getLogger("snat_exporter.server").debug("malloc", extra={"mmap_threshold": fix_mmap_threshold()})
     asyncio.run(serve(config))
     return 0
 
@@ -73,10 +70,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from snat_exporter.demo import run_demo
-    from snat_exporter.runtime import fix_mmap_threshold
 
     setup_logging(args.log_level or "info")
-    fix_mmap_threshold()
     host, port = parse_listen(args.listen)
     return run_demo(args.scenario, host, port)
 

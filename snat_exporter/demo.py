@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from snat_exporter.config import Config, load_config
-from snat_exporter.server import Exporter, SignalWaiter
+from snat_exporter.server import SignalWaiter, serve
 
 if TYPE_CHECKING:
     from snat_exporter.simulator import Scenario
@@ -48,9 +48,9 @@ async def _run(scenario_name: str, host: str, port: int) -> int:
     kube.add(*nodes_from_scenario(scenario.nodes))
     with tempfile.TemporaryDirectory(prefix="snat-demo-") as tmp:
         kubeconfig = str(write_kubeconfig(Path(tmp) / "kubeconfig", await kube.start("127.0.0.1", 0)))
-        exporter = Exporter(demo_config(scenario, sim_url, f"{host}:{port}", kubeconfig))
-        try:
-            url = await exporter.start()
+        config = demo_config(scenario, sim_url, f"{host}:{port}", kubeconfig)
+
+        def announce(url: str) -> None:
             print(
                 f"\nsnat-exporter demo, scenario {scenario_name!r}\n"
                 f"  metrics:    {url}/metrics\n"
@@ -59,9 +59,10 @@ async def _run(scenario_name: str, host: str, port: int) -> int:
                 "SNAT series appear after the first collection (a few seconds). Ctrl-C stops.\n",
                 flush=True,
             )
-            await signals.wait()
+
+        try:
+            await serve(config, signals=signals, on_ready=announce)
         finally:
-            await exporter.stop()
             await kube.stop()
             await simulator.stop()
     return 0

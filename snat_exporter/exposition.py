@@ -1,10 +1,9 @@
-"""/metrics: every collector's latest snapshot plus its health, without making a scrape wait or redo work.
+"""/metrics: every collector's latest data plus its health, read from the store without making a scrape wait.
 
-Rendering text with prometheus_client costs about 17 µs a series, a third of a second for 20,000 series, and
-it runs on the event loop. So a snapshot's series are rendered ONCE, when the runner stores the snapshot (in a
-thread, see :func:`render_snapshot`), and a scrape only joins the cached blocks and renders what changes per
-scrape: the collectors' health, the data ages and the live self-metrics. With gzip, the compressed form of the
-cached part is kept too, and each scrape compresses only its small tail onto a copy of that compressor.
+The runner stores each snapshot already rendered (:mod:`snat_exporter.render`); a scrape only joins the cached
+blocks and renders what changes per scrape: the collectors' health, the data ages and the live self-metrics. With
+gzip, the compressed form of the cached part is kept too, and each scrape compresses only its small tail onto a
+copy of that compressor. This module only reads the store.
 
 A collector whose block cannot be rendered is left out of the scrape and counted; the scrape still answers 200
 (client_python does not contain a failing collector, so this module does).
@@ -13,14 +12,13 @@ A collector whose block cannot be rendered is left out of the scrape and counted
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import math
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -32,9 +30,7 @@ from prometheus_client.openmetrics.exposition import ALLOWUTF8
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
-from prometheus_client.utils import floatToGoString
 
-from snat_exporter.catalogue import Families, MetricSpec, RowFamily
 from snat_exporter.metrics import (
     BUILD_INFO,
     COLLECTOR_DATA_AGE,
@@ -44,117 +40,24 @@ from snat_exporter.metrics import (
     COLLECTOR_STALE,
     COLLECTOR_SUCCESS,
 )
-from snat_exporter.runtime import SCRAPES
-from snat_exporter.store import AgeLines, CollectorState, Rendered, SampleTime, Snapshot, Store
+from snat_exporter.render import Rendered, render_ages, render_snapshot
+from snat_exporter.snapshot import Families, Snapshot
+from snat_exporter.store import CollectorState, Store
 from snat_exporter.version import BUILD
 from snat_exporter.web.negotiation import wants_gzip, wants_openmetrics
 
 log = logging.getLogger("snat_exporter.exposition")
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_EOF = b"# EOF\n"
 
 
-class _Families:
-    """The minimal 'registry' prometheus_client's encoders accept: something with collect()."""
+class ScrapeGate(Protocol):
+    """Told when a scrape starts and when its response is written: background work pauses in between (the
+    runner's :class:`~snat_exporter.runner.ScrapesFirst`)."""
 
-    def __init__(self, families: Iterable[Metric]):
-        self._families = families
+    def begin(self) -> None: ...
 
-    def collect(self) -> Iterable[Metric]:
-        return self._families
-
-
-def _age_lines(spec: MetricSpec, samples: list[SampleTime]) -> AgeLines:
-    family = spec.new_family()
-    for st in samples:
-        values = dict(st.labels)
-        family.add_metric([values.get(name, "") for name in spec.labels], 0.0)  # type: ignore[attr-defined]
-    lines = generate_latest(_Families([family])).splitlines(keepends=True)
-    header, om_header = _headers(spec)
-    # prometheus_client writes "name{labels} 0.0": keep everything up to the value.
-    prefixes = tuple(line[: -len(b"0.0\n")] for line in lines if not line.startswith(b"#"))
-    if len(prefixes) != len(samples):
-        raise ValueError(f"{spec.name}: rendered {len(prefixes)} lines for {len(samples)} samples")
-    # Series that share a timestamp (most do: the same few minutes) share their value, so a scrape writes each run
-    # as value.join(prefixes): one join per distinct timestamp instead of a concatenation per series.
-    runs: dict[float, list[bytes]] = {}
-    for prefix, st in zip(prefixes, samples, strict=True):
-        runs.setdefault(st.timestamp, []).append(prefix)
-    return AgeLines(header, om_header, tuple((ts, (*p, b"")) for ts, p in runs.items()))
-
-
-@functools.cache
-def _headers(spec: MetricSpec) -> tuple[bytes, bytes]:
-    """The ``# HELP``/``# TYPE`` lines of a family in each format, as client_python writes them."""
-    empty = _Families([spec.new_family()])
-    return generate_latest(empty), generate_openmetrics(empty).removesuffix(_EOF)
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    # Go's format is Python's repr except for infinities, NaN and positive values of 1e6 and more.
-    if type(value) is float and -math.inf < value < 1e6:
-        return repr(value)
-    return floatToGoString(value)
-
-
-_CHECKPOINT_LINES = 2_000  # about 2 ms of rendering
-
-
-def _rows_body(family: RowFamily) -> bytes:
-    """The sample lines of a row family, byte for byte what client_python writes (labels sorted by name, values
-    escaped, floats in Go's format): tests/test_exposition.py holds the two to each other."""
-    spec = family.spec
-    if not spec.labels:
-        return "".join(f"{spec.name} {_number(value)}\n" for _, value in family.rows).encode()
-    order = sorted(range(len(spec.labels)), key=lambda i: spec.labels[i])
-    # One %-template per family: name{a="%s",b="%s"} %s
-    template = spec.name + "{" + ",".join(f'{spec.labels[i]}="%s"' for i in order) + "} %s\n"
-    lines = []
-    for n, (values, value) in enumerate(family.rows):
-        if n % _CHECKPOINT_LINES == 0:
-            SCRAPES.checkpoint()
-        joined = "".join(values)  # one check for the usual case: nothing to escape
-        if "\\" in joined or "\n" in joined or '"' in joined:
-            lines.append(template % (*[_escape(values[i]) for i in order], _number(value)))
-        else:
-            lines.append(template % (*[values[i] for i in order], _number(value)))
-    return "".join(lines).encode()
-
-
-def _render_family(family: RowFamily) -> tuple[bytes, bytes, bytes]:
-    """(text header, OpenMetrics header, sample lines): a snapshot family is a gauge, counter or info family, whose
-    sample lines are the same bytes in both formats (the `_created` series are disabled in server.py)."""
-    text_header, om_header = _headers(family.spec)
-    return text_header, om_header, _rows_body(family)
-
-
-def render_snapshot(snapshot: Snapshot) -> Rendered:
-    parts = []
-    for family in snapshot.families:
-        SCRAPES.checkpoint()
-        parts.append(_render_family(family))
-    groups: dict[str, tuple[MetricSpec, list[SampleTime]]] = {}
-    for st in snapshot.sample_times:
-        extra = {name for name, _ in st.labels} - set(st.spec.labels)
-        if extra:
-            raise KeyError(f"{st.spec.name}: labels {sorted(extra)} are not declared")
-        groups.setdefault(st.spec.name, (st.spec, []))[1].append(st)
-    ages = tuple(_age_lines(spec, samples) for spec, samples in groups.values())
-    return Rendered(tuple(p[0] for p in parts), tuple(p[1] for p in parts), tuple(p[2] for p in parts), ages)
-
-
-def render_ages(blocks: Iterable[Rendered], now: float, openmetrics: bool) -> list[bytes]:
-    out: list[bytes] = []
-    for block in blocks:
-        for group in block.ages:
-            out.append(group.header_openmetrics if openmetrics else group.header_text)
-            out.extend((repr(max(0.0, now - ts)).encode() + b"\n").join(prefixes) for ts, prefixes in group.runs)
-    return out
+    def end(self) -> None: ...
 
 
 def is_expired(state: CollectorState, now: float) -> bool:
@@ -185,7 +88,8 @@ class HealthCollector(Collector):
         health.add(BUILD_INFO, BUILD.labels(), 1)
         for state in self.store.states():
             self._health(health, state, now)
-        yield from health.build()
+        for family in health.build():
+            yield family.metric()
 
     @staticmethod
     def _health(f: Families, state: CollectorState, now: float) -> None:
@@ -265,19 +169,34 @@ class _Chunks(Payload):
 class MetricsEndpoint:
     """The aiohttp handler of /metrics."""
 
-    def __init__(self, store: Store, live: CollectorRegistry, errors: Counter, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        store: Store,
+        live: CollectorRegistry,
+        errors: Counter,
+        scrapes: ScrapeGate,
+        clock: Callable[[], float] = time.time,
+    ):
         self.store = store
         self.live = live  # self-metrics, process metrics and the HealthCollector: rendered every scrape
         self.errors = errors
+        self.scrapes = scrapes
         self.clock = clock
         self._static: _Static | None = None
+        # Snapshots the runner could not render, rendered here (once each): kept by the endpoint, the store is the
+        # runner's to write.
+        self._rendered_here: dict[str, tuple[Snapshot, Rendered]] = {}
 
     def _block(self, state: CollectorState) -> Rendered | None:
-        if state.rendered is None and state.snapshot is not None:
+        if state.rendered is not None or state.snapshot is None:
+            self._rendered_here.pop(state.name, None)
+            return state.rendered
+        kept = self._rendered_here.get(state.name)
+        if kept is None or kept[0] is not state.snapshot:
             # The runner renders ahead of time; this covers a snapshot it could not render (counted if it fails).
-            state.rendered = render_snapshot(state.snapshot)
-            state.snapshot = None
-        return state.rendered
+            kept = (state.snapshot, render_snapshot(state.snapshot))
+            self._rendered_here[state.name] = kept
+        return kept[1]
 
     def static(self, now: float, *, count: bool = True) -> _Static:
         """The cached part for the collectors' current blocks; ``count``: a block that cannot be rendered is counted
@@ -345,11 +264,11 @@ class MetricsEndpoint:
         static = self.static(now)
         # Background threads pause while a scrape is served, until the loop has also written the response: the
         # write runs right after this handler returns, before callbacks scheduled now.
-        SCRAPES.begin()
+        self.scrapes.begin()
         try:
             chunks, size = self.body(static, now, openmetrics, gzip)
         finally:
-            asyncio.get_running_loop().call_soon(SCRAPES.end)
+            asyncio.get_running_loop().call_soon(self.scrapes.end)
         response = web.Response(body=_Chunks(chunks, size, content_type), headers=headers)
         # aiohttp's content type would otherwise be split into type and charset and written back differently.
         response.headers["Content-Type"] = content_type

@@ -1,4 +1,4 @@
-"""The exporter process: builds the registry, the store and the collectors, serves HTTP, shuts down cleanly.
+"""The exporter process: builds the registry, the store and the runner, serves HTTP, shuts down cleanly.
 
 Routes: ``/metrics`` (Prometheus text, or OpenMetrics when asked), ``/healthz`` (the process answers),
 ``/readyz`` (started), and ``/`` (a landing page listing each collector with its last success and last error).
@@ -18,13 +18,12 @@ from aiohttp import web
 from prometheus_client import ProcessCollector, disable_created_metrics
 from prometheus_client.registry import CollectorRegistry
 
-from snat_exporter.collectors import COLLECTORS, factory_module
-from snat_exporter.collectors.base import Collector, CollectorContext, Runner
+from snat_exporter import tuning
+from snat_exporter.collectors.base import Collector
 from snat_exporter.config import Config
 from snat_exporter.exposition import HealthCollector, MetricsEndpoint
-from snat_exporter.identity import Identity, NoIdentity
-from snat_exporter.metrics import COLLECTOR_ERRORS, EXPOSITION_ERRORS
-from snat_exporter.runtime import tune_interpreter
+from snat_exporter.metrics import EXPOSITION_ERRORS
+from snat_exporter.runner import Collection, Runner
 from snat_exporter.store import Store
 from snat_exporter.version import BUILD
 from snat_exporter.web.basic import BasicAuth
@@ -32,8 +31,6 @@ from snat_exporter.web.config import WebConfig, load_web_config
 from snat_exporter.web.door import Authenticator, FrontDoor
 
 log = logging.getLogger("snat_exporter.server")
-
-SHUTDOWN_GRACE = 5.0
 
 # `_created` series double the counter lines and no dashboard or rule here reads them.
 disable_created_metrics()
@@ -51,44 +48,29 @@ class Exporter:
         self.clock = clock
         self.registry = CollectorRegistry(auto_describe=False)
         self.store = Store()
-        self.errors = COLLECTOR_ERRORS.counter(self.registry)
         # The exporter's own RSS, CPU and open fds: what an SRE checks first when the exporter itself misbehaves.
         ProcessCollector(registry=self.registry)
+        self.collection = Collection(config, self.registry, self.store, clock=clock, collectors=collectors)
         exposition_errors = EXPOSITION_ERRORS.counter(self.registry)
         # The registry holds what changes every scrape; snapshots are rendered once and cached by the endpoint.
         self.registry.register(HealthCollector(self.store, exposition_errors, clock=clock))
-        self.metrics = MetricsEndpoint(self.store, self.registry, exposition_errors, clock=clock)
-        self.identity: Identity = NoIdentity()
-        self.collectors: list[Collector] = collectors if collectors is not None else self._create_collectors()
-        self.runners: dict[str, Runner] = {}
-        for collector in self.collectors:
-            section = getattr(config, collector.name, None)
-            interval = getattr(section, "interval", 15.0)
-            state = self.store.register(collector.name, interval, getattr(section, "max_age", 10 * interval))
-            self.runners[collector.name] = Runner(
-                collector, state, self.errors, timeout=getattr(section, "timeout", interval), clock=clock
-            )
+        self.metrics = MetricsEndpoint(
+            self.store, self.registry, exposition_errors, self.collection.scrapes, clock=clock
+        )
         # Read (and checked) once, before anything starts: a bad file must fail start-up, not a request.
         self.web = load_web_config(config.web_config_file) if config.web_config_file else WebConfig()
         self.door = FrontDoor(self.web, config.http, self.registry, self._authenticators())
-        self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.ready = False
         self.url = ""
 
-    def _create_collectors(self) -> list[Collector]:
-        out: list[Collector] = []
-        for name in COLLECTORS:
-            if not getattr(self.config, name).enabled:
-                continue
-            context = CollectorContext(registry=self.registry, identity=self.identity, clock=self.clock)
-            collector = factory_module(name).create(self.config, context)
-            # The Kubernetes collector is also the identity lookup of the collectors created after it.
-            lookup = getattr(collector, "identity", None)
-            if lookup is not None:
-                self.identity = lookup
-            out.append(collector)
-        return out
+    @property
+    def collectors(self) -> list[Collector]:
+        return self.collection.collectors
+
+    @property
+    def runners(self) -> dict[str, Runner]:
+        return self.collection.runners
 
     # ------------------------------------------------------------------------------------------------ HTTP
     def _authenticators(self) -> dict[str, Authenticator]:
@@ -132,12 +114,9 @@ class Exporter:
         for state in self.store.states():
             last_ok = f"{now - state.last_success_at:.0f}s ago" if state.last_success_at is not None else "never"
             status = {None: "pending", True: "ok", False: "failing"}[state.last_ok]
-            details = "".join(
-                f"<br><small>{html.escape(k)}: {html.escape(v)}</small>" for k, v in state.details.items()
-            )
             rows.append(
                 f"<tr><td>{html.escape(state.name)}</td><td>{status}</td><td>{last_ok}</td>"
-                f"<td>{html.escape(state.last_error or '')}</td><td>{state.interval:g}s{details}</td></tr>"
+                f"<td>{html.escape(state.last_error or '')}</td><td>{state.interval:g}s</td></tr>"
             )
         body = (
             "<!doctype html><html><head><title>snat-exporter</title></head><body>"
@@ -158,11 +137,7 @@ class Exporter:
     async def start(self, host: str | None = None, port: int | None = None, *, background: bool = True) -> str:
         """Start collectors and the HTTP server; returns the base URL. ``port=0`` picks a free port.
         ``background=False`` leaves the runs to the caller (tests call ``runners[name].run_once()``)."""
-        for collector in self.collectors:
-            await collector.start()
-        if background:
-            for name, runner in self.runners.items():
-                self._tasks.append(asyncio.create_task(runner.run_forever(), name=f"collector:{name}"))
+        await self.collection.start(background=background)
         self._runner = web.AppRunner(
             self.make_app(), access_log=None, handle_signals=False, **self.door.runner_options()
         )
@@ -181,16 +156,7 @@ class Exporter:
 
     async def stop(self) -> None:
         self.ready = False
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE)
-        self._tasks.clear()
-        for collector in reversed(self.collectors):
-            try:
-                await asyncio.wait_for(collector.close(), SHUTDOWN_GRACE)
-            except Exception:  # shutdown goes on whatever one collector does
-                log.warning("collector did not close cleanly", extra={"collector": collector.name}, exc_info=True)
+        await self.collection.stop()
         await self.door.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -219,12 +185,18 @@ class SignalWaiter:
                     self._loop.remove_signal_handler(sig)
 
 
-async def serve(config: Config) -> None:
-    signals = SignalWaiter()
+async def serve(
+    config: Config, *, signals: SignalWaiter | None = None, on_ready: Callable[[str], None] | None = None
+) -> None:
+    """Run the exporter until SIGTERM or SIGINT: the one place the process is tuned (:mod:`snat_exporter.tuning`)."""
+    signals = signals or SignalWaiter()
+    log.debug("malloc", extra={"mmap_threshold": tuning.before_start()})
     exporter = Exporter(config)
     try:
-        await exporter.start()
-        tune_interpreter()
+        url = await exporter.start()
+        tuning.after_start()
+        if on_ready is not None:
+            on_ready(url)
         sig = await signals.wait()
         log.info("shutting down", extra={"signal": sig.name})
     finally:

@@ -1,63 +1,16 @@
-"""The latest data of each collector, written by its runner and read by /metrics without waiting.
+"""The latest data and health of each collector, written by the runner and read by /metrics without waiting.
 
-Every collector has one writer (its runner task); the exposition only reads. Both run on the one event loop,
-so a snapshot is replaced in a single assignment and a reader always sees a whole one.
+Every collector has one writer (its task in :mod:`snat_exporter.runner`); the exposition and the landing page only
+read. Both run on the one event loop, so a state's data is replaced in a single assignment and a reader always
+sees a whole one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from snat_exporter.catalogue import MetricSpec, RowFamily
-
-
-@dataclass(frozen=True)
-class SampleTime:
-    """A series whose value is the age of a data point: rendered at scrape time as now - ``timestamp``."""
-
-    spec: MetricSpec
-    labels: tuple[tuple[str, str], ...]
-    timestamp: float
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    families: tuple[RowFamily, ...] = ()
-    sample_times: tuple[SampleTime, ...] = ()
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """A snapshot's series as exposition text, so that a scrape does not re-render what has not changed.
-
-    One entry per family: its header in each format, and its sample lines, which are the same bytes in the text
-    format and in OpenMetrics for the gauges, counters and info series of a snapshot (only ``# HELP``/``# TYPE``
-    differ), so they are kept once. OpenMetrics comes without the ``# EOF`` that only ends a whole scrape."""
-
-    text_headers: tuple[bytes, ...] = ()
-    openmetrics_headers: tuple[bytes, ...] = ()
-    bodies: tuple[bytes, ...] = ()
-    ages: tuple[AgeLines, ...] = ()
-
-    def chunks(self, openmetrics: bool) -> list[bytes]:
-        out: list[bytes] = []
-        for header, body in zip(
-            self.openmetrics_headers if openmetrics else self.text_headers, self.bodies, strict=True
-        ):
-            out.append(header)
-            out.append(body)
-        return out
-
-
-@dataclass(frozen=True)
-class AgeLines:
-    """The sample-time series of one family, pre-rendered up to the value, which each scrape writes (now -
-    timestamp): ``runs`` holds, per distinct timestamp, the series' ``b'name{labels} '`` prefixes followed by an
-    empty one, so that ``value.join(prefixes)`` is every line of the run."""
-
-    header_text: bytes
-    header_openmetrics: bytes
-    runs: tuple[tuple[float, tuple[bytes, ...]], ...]
+from snat_exporter.render import Rendered
+from snat_exporter.snapshot import Snapshot
 
 
 @dataclass
@@ -73,10 +26,10 @@ class CollectorState:
     last_success_at: float | None = None
     consecutive_failures: int = 0
     # The last good data: its rendered exposition once rendered (the families are then let go: keeping both held
-    # every series twice), or the snapshot itself until then. One of the two is set, replaced in one step.
+    # every series twice), or the snapshot itself if the runner could not render it. One of the two is set,
+    # replaced in one step.
     snapshot: Snapshot | None = None
     rendered: Rendered | None = None
-    details: dict[str, str] = field(default_factory=dict)  # free-form status for the landing page
 
 
 class Store:

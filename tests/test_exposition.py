@@ -11,9 +11,9 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from snat_exporter.catalogue import Families, MetricSpec
-from snat_exporter.exposition import _Families, render_snapshot
-from snat_exporter.store import Snapshot
+from snat_exporter.catalogue import MetricSpec
+from snat_exporter.render import _Families, render_snapshot
+from snat_exporter.snapshot import Families, Snapshot
 
 SPECS = (
     MetricSpec("snat_test_ports", "gauge", 'Ports "used" \\ by a node.\nSecond line.', ("node", "ip"), source="fake"),

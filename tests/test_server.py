@@ -17,11 +17,11 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from snat_exporter.catalogue import Families, MetricSpec
+from snat_exporter.catalogue import MetricSpec
 from snat_exporter.collectors.base import CollectError
 from snat_exporter.config import load_config
 from snat_exporter.server import Exporter
-from snat_exporter.store import SampleTime, Snapshot
+from snat_exporter.snapshot import Families, SampleTime, Snapshot
 from tests.conftest import FakeClock
 
 VALUE = MetricSpec("snat_test_value", "gauge", "A test value.", ("node",), source="fake")
@@ -202,7 +202,7 @@ async def test_stop_closes_collectors(clock) -> None:
     await exporter.start(host="127.0.0.1", port=0)
     await exporter.stop()
     assert fake.closed
-    assert all(t.done() for t in exporter._tasks) and not exporter._tasks
+    assert all(t.done() for t in exporter.collection._tasks) and not exporter.collection._tasks
 
 
 def test_sigterm_exits_cleanly_within_seconds(tmp_path) -> None:

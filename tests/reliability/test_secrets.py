@@ -14,7 +14,7 @@ from snat_exporter.collectors.azure import client as azure_client
 from snat_exporter.config import load_config
 from snat_exporter.server import Exporter
 from snat_exporter.simulator import Fault, Simulator, exporter_settings, load_scenario
-from snat_exporter.store import Snapshot
+from snat_exporter.snapshot import Snapshot
 from tests.conftest import FakeClock
 from tests.reliability.harness import captured_logs, scrape
 from tests.reliability.test_faults import FAKE_JWT, FAKE_SECRET, SwitchableCredential

@@ -40,9 +40,8 @@ from snat_exporter.collectors.azure.shard import Shard, ShardError, resolve_shar
 from snat_exporter.collectors.azure.watchlist import Watchlist
 from snat_exporter.collectors.base import CollectError, CollectorContext
 from snat_exporter.config import Config
-from snat_exporter.runtime import SCRAPES
 from snat_exporter.settings import ConfigError
-from snat_exporter.store import Snapshot
+from snat_exporter.snapshot import Snapshot
 
 log = logging.getLogger("snat_exporter.azure")
 
@@ -71,7 +70,7 @@ class AzureCollector:
         self.context = context
         self.clock = context.clock
         registry = context.registry
-        checkpoint = SCRAPES.checkpoint  # between resources and answer elements: a waiting scrape goes first
+        checkpoint = context.pause_for_scrapes  # between resources and answer elements: a waiting scrape goes first
         self.request_metrics = RequestMetrics(registry)
         self.state = SeriesState(self.cfg, registry, self.clock, checkpoint)
         try:

@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from prometheus_client.registry import CollectorRegistry
 
 from snat_exporter.azure_facts import LOAD_BALANCERS
-from snat_exporter.catalogue import Families
 from snat_exporter.collectors.azure import metrics as m
 from snat_exporter.collectors.azure.config import AzureConfig, ResourceId
 from snat_exporter.collectors.azure.discovery import ClusterInfo, Target
 from snat_exporter.collectors.azure.ledger import Ledger
 from snat_exporter.collectors.azure.parse import MetricResult, Point, merge_minutes
 from snat_exporter.collectors.azure.queries import RESOURCE_TYPE_LABEL, MetricMap, MetricQuery, plan
-from snat_exporter.store import SampleTime, Snapshot
+from snat_exporter.snapshot import Families, SampleTime, Snapshot
 
 log = logging.getLogger("snat_exporter.azure")
 

@@ -22,7 +22,7 @@ from snat_exporter.collectors.conntrack.collector import ConntrackCollector
 from snat_exporter.config import load_config
 from snat_exporter.identity import Identity, NoIdentity
 from snat_exporter.logs import setup_logging
-from snat_exporter.store import Snapshot
+from snat_exporter.snapshot import Snapshot
 
 
 def samples(snapshot: Snapshot, registry: CollectorRegistry | None = None) -> list[dict[str, Any]]:

@@ -22,7 +22,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from snat_exporter.catalogue import Families
 from snat_exporter.collectors.base import CollectError, CollectorContext
 from snat_exporter.collectors.conntrack import cilium, datapath, netlink
 from snat_exporter.collectors.conntrack.aggregate import FlowSummary, OutboundFilter, SourceResolver, summarise
@@ -55,7 +54,7 @@ from snat_exporter.collectors.conntrack.parse import (
     parse_proc_table,
 )
 from snat_exporter.config import Config
-from snat_exporter.store import Snapshot
+from snat_exporter.snapshot import Families, Snapshot
 
 log = logging.getLogger("snat_exporter.conntrack")
 

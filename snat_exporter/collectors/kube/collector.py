@@ -17,7 +17,6 @@ from typing import Any
 
 from kubernetes.client import ApiClient, CoreV1Api
 
-from snat_exporter.catalogue import Families
 from snat_exporter.collectors.base import CollectError, CollectorContext
 from snat_exporter.collectors.kube.cache import KubeIdentity, NodeIndex, PodIndex
 from snat_exporter.collectors.kube.client import api_client
@@ -25,7 +24,7 @@ from snat_exporter.collectors.kube.config import KubernetesConfig
 from snat_exporter.collectors.kube.metrics import CACHE_OBJECTS, LAST_SYNC, NODE_INFO, WATCH_RESTARTS
 from snat_exporter.collectors.kube.watch import Backoff, Reflector
 from snat_exporter.config import Config
-from snat_exporter.store import Snapshot
+from snat_exporter.snapshot import Families, Snapshot
 
 log = logging.getLogger("snat_exporter.kube")
 

@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from snat_exporter.collectors.base import Runner
 from snat_exporter.config import load_config
 from snat_exporter.identity import NodeInfo, PodInfo
+from snat_exporter.runner import Runner
 from snat_exporter.server import Exporter
 from snat_exporter.simulator import Fault, Simulator, exporter_settings, load_scenario
 from tests.conftest import FakeClock

@@ -25,7 +25,7 @@ from snat_exporter.collectors.conntrack.collector import ConntrackCollector
 from snat_exporter.collectors.conntrack.datapath import masquerades_in_bpf, table_source
 from snat_exporter.config import load_config
 from snat_exporter.identity import NodeInfo, PodInfo
-from snat_exporter.store import Snapshot
+from snat_exporter.snapshot import Snapshot
 from tests.collectors.conntrack.bpfmaps import TCP, UDP, SnatMap, bpffs, key, value
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -37,7 +37,7 @@ async def test_every_lb_series_of_the_60_node_cluster_names_its_node(
     url = await exporter.start(host="127.0.0.1", port=0, background=False)
     try:
         assert await exporter.runners["kubernetes"].run_once()
-        assert all(exporter.identity.node_by_ip(n.ip) for n in scenario.nodes)
+        assert all(exporter.collection.identity.node_by_ip(n.ip) for n in scenario.nodes)
         assert await exporter.runners["azure"].run_once()
         async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as resp:
             text = await resp.text()

@@ -69,7 +69,7 @@ async def test_exporter_hands_the_kube_identity_to_collectors(tmp_path: Path, ku
     await exporter.start(host="127.0.0.1", port=0, background=False)
     try:
         assert await exporter.runners["kubernetes"].run_once()
-        assert must(exporter.identity.node_by_ip("10.224.0.4")).name == "n1"
+        assert must(exporter.collection.identity.node_by_ip("10.224.0.4")).name == "n1"
     finally:
         await exporter.stop()
 

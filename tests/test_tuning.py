@@ -9,13 +9,14 @@ import sys
 import threading
 import time
 
-from snat_exporter.runtime import ENV, ScrapesFirst, fix_mmap_threshold
+from snat_exporter.runner import ScrapesFirst
+from snat_exporter.tuning import ENV, fix_mmap_threshold
 
 # Frees an 8 MB buffer (glibc then raises its dynamic threshold to 8 MB), then allocates 1 MB and says whether it
 # landed on the heap (where it fragments and stays) or in its own mapping (returned to the kernel when freed).
 PROBE = """
 import ctypes, sys
-from snat_exporter.runtime import fix_mmap_threshold
+from snat_exporter.tuning import fix_mmap_threshold
 if sys.argv[1] == "fix":
     assert fix_mmap_threshold({}) == "set"
 big = bytearray(8 << 20)
@@ -52,7 +53,7 @@ def test_a_threshold_set_in_the_environment_is_left_alone() -> None:
 # counts the full collections that the short-lived objects triggered: each one walks every live object.
 GC_PROBE = """
 import gc, sys
-from snat_exporter.runtime import tune_interpreter
+from snat_exporter.tuning import tune_interpreter
 kept = [{"series": [i]} for i in range(200_000)]  # the collector's caches, built during start-up and the first cycle
 if sys.argv[1] == "tune":
     tune_interpreter()

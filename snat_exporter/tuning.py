@@ -1,4 +1,8 @@
-"""The interpreter and the C library, set up for a long-running process whose cycles allocate a lot at once.
+"""Process tuning, in one place: the interpreter and the C library, set up for a long-running process whose cycles
+allocate a lot at once. :func:`snat_exporter.server.serve` calls :func:`before_start` and :func:`after_start`, and
+nothing else in the package touches these knobs; each one is here with the measurement that justifies it.
+(Scrapes-before-background-work, the other performance trick of the process, is a scheduling policy of
+:mod:`snat_exporter.runner`.)
 
 Memory: glibc's malloc.
 
@@ -22,8 +26,6 @@ import ctypes
 import gc
 import os
 import sys
-import threading
-import time
 from collections.abc import Mapping
 
 ENV = "MALLOC_MMAP_THRESHOLD_"
@@ -62,43 +64,12 @@ def tune_interpreter() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
 
 
-class ScrapesFirst:
-    """Scrapes before background work.
-
-    Decoding Azure answers and building and rendering snapshots run on threads, but the interpreter runs one thread
-    at a time: a scrape sharing it with a busy thread waits up to a switch interval (5 ms) each time it gives the
-    GIL up (every socket call), and four concurrent scrapes took 80 ms instead of 10 while a 20,000-series cycle was
-    processed. So while a scrape is served, background threads pause at their next :meth:`checkpoint` (between two
-    resources, two families, a few thousand lines). A pause lasts at most ``pause_limit``; one that lasted that long is
-    followed by as long without one, so that back-to-back scrapes cannot starve the collection of more than half its
-    time."""
-
-    def __init__(self, pause_limit: float = 0.05) -> None:
-        self.pause_limit = pause_limit
-        self._idle = threading.Event()
-        self._idle.set()
-        self._serving = 0  # changed on the event loop only
-        self._free_until = 0.0
-
-    def begin(self) -> None:
-        self._serving += 1
-        self._idle.clear()
-
-    def end(self) -> None:
-        self._serving -= 1
-        if self._serving <= 0:
-            self._serving = 0
-            self._idle.set()
-
-    def checkpoint(self) -> None:
-        """Called by background threads at points where pausing holds nothing a scrape needs."""
-        if self._idle.is_set() or time.monotonic() < self._free_until:
-            return
-        if not self._idle.wait(self.pause_limit):
-            # Scrapes kept coming for a whole pause: the next stretch runs without one. Only then: scrapes arrive
-            # in bursts (several Prometheus servers, all fired at once), and the whole burst should find the
-            # background paused, not just its first scrape.
-            self._free_until = time.monotonic() + self.pause_limit
+def before_start() -> str:
+    """Before the exporter allocates anything large: the malloc threshold (returns what :func:`fix_mmap_threshold`
+    did, for the log)."""
+    return fix_mmap_threshold()
 
 
-SCRAPES = ScrapesFirst()
+def after_start() -> None:
+    """Once start-up is done: the garbage collector and the GIL switch interval."""
+    tune_interpreter()
