@@ -266,8 +266,9 @@ def kube_auth(tls: bool = False) -> Iterator[tuple[Front, Any]]:
     import asyncio
     import threading
 
-    from snat_exporter.simulator.kubeapi import KubeApiServer, write_kubeconfig
+    from snat_exporter.simulator.kubeapi import KubeApiServer
     from snat_exporter.simulator.kubeauth import User
+    from snat_exporter.simulator.kubeobjects import write_kubeconfig
 
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="kube-api", daemon=True)

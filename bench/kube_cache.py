@@ -25,7 +25,8 @@ from typing import Any
 import kubernetes.client  # noqa: F401  (imported up front: the exporter process carries it, so "before" does too)
 
 from snat_exporter.collectors.kube.cache import KubeIdentity, NodeIndex, PodIndex
-from snat_exporter.simulator.kubeapi import KubeApiServer, node_object, pod_object
+from snat_exporter.simulator.kubeapi import KubeApiServer
+from snat_exporter.simulator.kubeobjects import node_object, pod_object
 
 TARGET_RSS_MB = 200.0
 LOOKUPS = 500_000

@@ -38,7 +38,8 @@ def demo_config(scenario: Scenario, simulator_url: str, listen: str, kubeconfig:
 
 async def _run(scenario_name: str, host: str, port: int) -> int:
     from snat_exporter.simulator import Simulator, load_scenario
-    from snat_exporter.simulator.kubeapi import KubeApiServer, nodes_from_scenario, write_kubeconfig
+    from snat_exporter.simulator.kubeapi import KubeApiServer
+    from snat_exporter.simulator.kubeobjects import nodes_from_scenario, write_kubeconfig
 
     signals = SignalWaiter()
     scenario = load_scenario(scenario_name)

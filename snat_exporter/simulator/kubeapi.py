@@ -22,242 +22,17 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import yaml
 from aiohttp import web
 
 from snat_exporter.simulator.kubeauth import KubeAuth
+from snat_exporter.simulator.kubeobjects import scenario_nodes
+from snat_exporter.simulator.kubeselect import REASONS, Change, Query, Watch, event_for, parse_selector, status_body
 
 RESOURCES = {"nodes": ("Node", False), "pods": ("Pod", True)}  # resource -> (kind, namespaced)
 DEFAULT_WATCH_TIMEOUT = 1800.0
 _DROP = object()
-
-
-class ScenarioNode(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def ip(self) -> str: ...
-
-    @property
-    def pool(self) -> str: ...
-
-    @property
-    def zone(self) -> str: ...
-
-
-# ------------------------------------------------------------------------------------------ object builders
-
-
-def node_object(
-    name: str,
-    ip: str | Iterable[str],
-    *,
-    pool: str = "",
-    zone: str = "",
-    pool_label: str = "kubernetes.azure.com/agentpool",
-    labels: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """A Node as the API serves it (the fields a reader may look at; status trimmed to addresses)."""
-    ips = [ip] if isinstance(ip, str) else list(ip)
-    all_labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}
-    if pool:
-        all_labels[pool_label] = pool
-    if zone:
-        all_labels["topology.kubernetes.io/zone"] = zone
-        all_labels["topology.kubernetes.io/region"] = zone.rsplit("-", 1)[0]
-    all_labels.update(labels or {})
-    return {
-        "kind": "Node",
-        "apiVersion": "v1",
-        "metadata": {"name": name, "uid": str(uuid.uuid4()), "labels": all_labels},
-        "spec": {"providerID": f"azure:///subscriptions/0/resourceGroups/mc/virtualMachineScaleSets/{pool}/0"},
-        "status": {
-            "addresses": [{"type": "Hostname", "address": name}] + [{"type": "InternalIP", "address": a} for a in ips],
-            "conditions": [{"type": "Ready", "status": "True"}],
-        },
-    }
-
-
-def pod_object(
-    namespace: str,
-    name: str,
-    ip: str | Iterable[str] | None,
-    *,
-    node: str = "",
-    host_ip: str | None = None,
-    owner: tuple[str, str] | None = None,
-    labels: Mapping[str, str] | None = None,
-    host_network: bool = False,
-    phase: str = "Running",
-) -> dict[str, Any]:
-    """A Pod as the API serves it. ``owner`` is the controller (kind, name), e.g. ("ReplicaSet", "web-5d8f7c9b4")."""
-    ips = [] if ip is None else ([ip] if isinstance(ip, str) else list(ip))
-    meta: dict[str, Any] = {
-        "name": name,
-        "namespace": namespace,
-        "uid": str(uuid.uuid4()),
-        "labels": dict(labels or {}),
-    }
-    if owner is not None:
-        kind, owner_name = owner
-        api = {"ReplicaSet": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "Job": "batch/v1"}
-        meta["ownerReferences"] = [
-            {
-                "apiVersion": api.get(kind, "v1"),
-                "kind": kind,
-                "name": owner_name,
-                "uid": str(uuid.uuid4()),
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
-    status: dict[str, Any] = {"phase": phase}
-    if host_ip:
-        status["hostIP"] = host_ip
-        status["hostIPs"] = [{"ip": host_ip}]
-    if ips:
-        status["podIP"] = ips[0]
-        status["podIPs"] = [{"ip": a} for a in ips]
-    spec: dict[str, Any] = {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}]}
-    if node:
-        spec["nodeName"] = node
-    if host_network:
-        spec["hostNetwork"] = True
-    return {"kind": "Pod", "apiVersion": "v1", "metadata": meta, "spec": spec, "status": status}
-
-
-def write_kubeconfig(path: Path, url: str) -> Path:
-    """A kubeconfig file that points the real client at this fake server (any token is accepted)."""
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "sim", "cluster": {"server": url}}],
-                "users": [{"name": "exporter", "user": {"token": "not-a-secret"}}],
-                "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "exporter"}}],
-                "current-context": "sim",
-            }
-        )
-    )
-    return path
-
-
-def nodes_from_scenario(nodes: Iterable[ScenarioNode]) -> list[dict[str, Any]]:
-    """Node objects for the nodes of an Azure simulator scenario (``load_scenario(name).nodes``)."""
-    return [node_object(n.name, n.ip, pool=n.pool, zone=n.zone) for n in nodes]
-
-
-def scenario_nodes(name: str) -> list[dict[str, Any]]:
-    """Node objects for a built-in scenario of the Azure simulator, by name (``steady``, ...)."""
-    from snat_exporter.simulator.scenario_load import load_scenario
-
-    return nodes_from_scenario(load_scenario(name).nodes)
-
-
-# ------------------------------------------------------------------------------------------------ selectors
-
-
-def _field(obj: Mapping[str, Any], path: str) -> str:
-    value: Any = obj
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
-    return "" if value is None else str(value)
-
-
-def _parse_selector(text: str | None) -> list[tuple[str, str, bool]]:
-    """'a=b,c!=d' -> [(a, b, True), (c, d, False)]; only equality, as the field selectors we serve need."""
-    out = []
-    for term in filter(None, (t.strip() for t in (text or "").split(","))):
-        if "!=" in term:
-            key, value = term.split("!=", 1)
-            out.append((key.strip(), value.strip(), False))
-        else:
-            key, value = term.replace("==", "=").split("=", 1)
-            out.append((key.strip(), value.strip(), True))
-    return out
-
-
-@dataclass
-class _Query:
-    resource: str
-    namespace: str | None
-    fields: list[tuple[str, str, bool]]
-    labels: list[tuple[str, str, bool]]
-
-    def matches(self, obj: Mapping[str, Any] | None) -> bool:
-        if obj is None:
-            return False
-        meta = obj.get("metadata") or {}
-        if self.namespace is not None and meta.get("namespace") != self.namespace:
-            return False
-        for path, value, equal in self.fields:
-            if (_field(obj, path) == value) != equal:
-                return False
-        obj_labels = meta.get("labels") or {}
-        for key, value, equal in self.labels:
-            if (obj_labels.get(key) == value) != equal:
-                return False
-        return True
-
-
-@dataclass
-class _Change:
-    rv: int
-    resource: str
-    old: dict[str, Any] | None
-    new: dict[str, Any] | None
-
-
-@dataclass(eq=False)  # identity, not value: a watch is a member of a set
-class _Watch:
-    query: _Query
-    bookmarks: bool
-    queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
-
-
-def _event_for(query: _Query, change: _Change) -> tuple[str, dict[str, Any]] | None:
-    """The event a watch with ``query`` sees for a change: an object entering the selection is ADDED, leaving it
-    DELETED (as kube-apiserver does for a pod scheduled onto or off a watched node)."""
-    before, after = query.matches(change.old), query.matches(change.new)
-    if after and change.new is not None:
-        return ("MODIFIED" if before else "ADDED"), change.new
-    if before and change.old is not None:
-        deleted = copy.deepcopy(change.new if change.new is not None else change.old)
-        deleted["metadata"]["resourceVersion"] = str(change.rv)
-        return "DELETED", deleted
-    return None
-
-
-def _status(code: int, reason: str, message: str, **details: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-    if details:
-        out["details"] = details
-    return out
-
-
-_REASONS = {
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "NotFound",
-    410: "Expired",
-    429: "TooManyRequests",
-    500: "InternalError",
-    503: "ServiceUnavailable",
-}
 
 
 # ------------------------------------------------------------------------------------------------- server
@@ -271,9 +46,9 @@ class KubeApiServer:
         self.auth = KubeAuth()  # TokenReview and SubjectAccessReview (simulator/kubeauth.py)
         self._rv = 1000
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {r: {} for r in RESOURCES}
-        self._history: list[_Change] = []
+        self._history: list[Change] = []
         self._compacted = self._rv  # watches from a resourceVersion older than this get 410
-        self._watches: set[_Watch] = set()
+        self._watches: set[Watch] = set()
         self._continues: dict[str, tuple[int, list[dict[str, Any]]]] = {}
         self._tokens = itertools.count(1)
         self._failure: tuple[int, frozenset[str] | None, int | None, float | None] | None = None
@@ -340,7 +115,7 @@ class KubeApiServer:
         meta.setdefault("uid", old["metadata"]["uid"] if old else str(uuid.uuid4()))
         meta.setdefault("creationTimestamp", "2026-11-22T00:00:00Z")
         self._objects[resource][key] = new
-        self._publish(_Change(self._rv, resource, old, new))
+        self._publish(Change(self._rv, resource, old, new))
         return copy.deepcopy(new)
 
     def add(self, *objs: Mapping[str, Any]) -> None:
@@ -350,7 +125,7 @@ class KubeApiServer:
     def delete(self, resource: str, name: str, namespace: str = "") -> None:
         old = self._objects[resource].pop((namespace, name))
         self._rv += 1
-        self._publish(_Change(self._rv, resource, old, None))
+        self._publish(Change(self._rv, resource, old, None))
 
     def drop_watches(self) -> int:
         """Break every open watch connection mid-stream (no end of stream): a network cut or an API server
@@ -391,11 +166,11 @@ class KubeApiServer:
         self._failure = None
 
     # ---------------------------------------------------------------------------------------- internals
-    def _publish(self, change: _Change) -> None:
+    def _publish(self, change: Change) -> None:
         self._history.append(change)
         for w in self._watches:
             if w.query.resource == change.resource:
-                event = _event_for(w.query, change)
+                event = event_for(w.query, change)
                 if event is not None:
                     w.queue.put_nowait(event)
 
@@ -410,7 +185,7 @@ class KubeApiServer:
             return None
         if times is not None:
             self._failure = (status, resources, times - 1, retry_after) if times > 1 else None
-        reason = _REASONS.get(status, "InternalError")
+        reason = REASONS.get(status, "InternalError")
         if status == 403:
             message = (
                 f'{resource} is forbidden: User "{self.service_account}" cannot {verb} resource "{resource}" '
@@ -421,7 +196,7 @@ class KubeApiServer:
         else:
             message = f"simulated failure {status} ({reason})"
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
-        return web.json_response(_status(status, reason, message, kind=resource), status=status, headers=headers)
+        return web.json_response(status_body(status, reason, message, kind=resource), status=status, headers=headers)
 
     async def _version(self, request: web.Request) -> web.Response:
         return web.json_response({"major": "1", "minor": "33", "gitVersion": "v1.33.0-snat-exporter-sim"})
@@ -436,26 +211,26 @@ class KubeApiServer:
         if failure is not None:
             return failure
         try:
-            query = _Query(
+            query = Query(
                 resource,
                 request.match_info.get("namespace"),
-                _parse_selector(q.get("fieldSelector")),
-                _parse_selector(q.get("labelSelector")),
+                parse_selector(q.get("fieldSelector")),
+                parse_selector(q.get("labelSelector")),
             )
         except ValueError:
-            return web.json_response(_status(400, "BadRequest", "unparsable selector"), status=400)
+            return web.json_response(status_body(400, "BadRequest", "unparsable selector"), status=400)
         if watch:
             return await self._watch(request, query)
         return self._list(query, q)
 
-    def _list(self, query: _Query, q: Mapping[str, str]) -> web.Response:
+    def _list(self, query: Query, q: Mapping[str, str]) -> web.Response:
         kind = RESOURCES[query.resource][0]
         token = q.get("continue")
         if token:
             saved = self._continues.get(token)
             if saved is None:
                 message = "The provided continue parameter is too old to display a consistent list result."
-                return web.json_response(_status(410, "Expired", message), status=410)
+                return web.json_response(status_body(410, "Expired", message), status=410)
             rv, remaining = saved
         else:
             rv = self._rv
@@ -474,7 +249,7 @@ class KubeApiServer:
             item.pop("apiVersion", None)
         return web.json_response({"kind": f"{kind}List", "apiVersion": "v1", "metadata": meta, "items": page})
 
-    async def _watch(self, request: web.Request, query: _Query) -> web.StreamResponse:
+    async def _watch(self, request: web.Request, query: Query) -> web.StreamResponse:
         q = request.query
         version = q.get("resourceVersion") or None
         self.watch_versions.append((query.resource, version))
@@ -492,15 +267,15 @@ class KubeApiServer:
             try:
                 start_rv = int(str(version))
             except ValueError:
-                await send("ERROR", _status(400, "BadRequest", f"invalid resourceVersion {version!r}"))
+                await send("ERROR", status_body(400, "BadRequest", f"invalid resourceVersion {version!r}"))
                 await resp.write_eof()
                 return resp
             if start_rv < self._compacted:
                 message = f"too old resource version: {start_rv} ({self._compacted})"
-                await send("ERROR", _status(410, "Expired", message))
+                await send("ERROR", status_body(410, "Expired", message))
                 await resp.write_eof()
                 return resp
-        w = _Watch(query, bookmarks)
+        w = Watch(query, bookmarks)
         # Queue the backlog and register in one step (no await in between), so that no change falls in a gap.
         if start_rv is None:
             for obj in self._objects[query.resource].values():
@@ -509,7 +284,7 @@ class KubeApiServer:
         else:
             for change in self._history:
                 if change.rv > start_rv and change.resource == query.resource:
-                    event = _event_for(query, change)
+                    event = event_for(query, change)
                     if event is not None:
                         w.queue.put_nowait(event)
         self._watches.add(w)

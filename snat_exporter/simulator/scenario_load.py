@@ -316,18 +316,8 @@ def _events(top: TopInput, nodes: list[Node], lbs: list[LoadBalancer], nats: lis
             if not matching:
                 raise ScenarioError(where(path, "nat_gateway"), f"no NAT gateway named {s.nat_gateway!r}")
             target = matching[0]
-        events.append(
-            Event(
-                s.kind,
-                target,
-                s.start_minute,
-                s.end_minute,
-                s.to,
-                s.from_level,
-                s.until_minute,
-                s.failed_per_minute,
-            )
-        )
+        when = (s.start_minute, s.end_minute)
+        events.append(Event(s.kind, target, *when, s.to, s.from_level, s.until_minute, s.failed_per_minute))
     return events
 
 

@@ -2,7 +2,8 @@
 
 Requests pass the same stages as at Azure's front door, in order: network latency, authentication, ARM
 throttling (a token bucket per subscription), service errors, then the answer itself, whose body a fault may
-still corrupt or cut. Every request is recorded in ``Simulator.requests`` for tests to assert on.
+still corrupt or cut. Every request is recorded in ``Simulator.requests`` for tests to assert on. The metrics API
+behind the door is ``metrics_api.py``, the throttling ``throttling.py``, the ARM bodies ``arm.py``.
 """
 
 from __future__ import annotations
@@ -16,49 +17,33 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from snat_exporter.azure_facts import DEFINITIONS, NAMESPACES, MetricDef
+from snat_exporter.azure_facts import DEFINITIONS
 from snat_exporter.simulator import arm
+from snat_exporter.simulator.errors import ApiError
 from snat_exporter.simulator.faults import Fault
-from snat_exporter.simulator.model import Model
-from snat_exporter.simulator.query import (
-    MAX_METRIC_NAMES,
-    ApiError,
-    DataRules,
-    MetricRequest,
-    bad_request,
-    iso,
-    metric_body,
-    metric_error,
-    parse_aggregations,
-    parse_filter,
-    parse_grain,
-    parse_orderby,
-    parse_top,
-    series_count,
-    window_from_batch,
-    window_from_timespan,
+from snat_exporter.simulator.metrics_api import (
+    BATCH_RE,
+    METRICS_RE,
+    Matched,
+    MetricsApi,
+    check_api_version,
+    definition,
+    find_metric,
+    not_found,
 )
+from snat_exporter.simulator.model import Model
 from snat_exporter.simulator.scenario import LoadBalancer, NatGateway, Scenario, iter_resources
+from snat_exporter.simulator.throttling import ArmThrottle
 
 log = logging.getLogger("snat_exporter.simulator")
 
 Clock = Callable[[], float]
 
-METRICS_API_VERSIONS = ("2018-01-01", "2019-07-01", "2021-05-01", "2023-10-01", "2024-02-01")
-BATCH_API_VERSIONS = ("2023-10-01", "2024-02-01")
-MAX_BATCH_RESOURCES = 50
-GLOBAL_BUCKET_FACTOR = 15  # ARM's global subscription limits are 15x the per-principal ones
-
-_API_VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
-_BATCH_RE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/metrics:getbatch$")
-_METRICS_RE = re.compile(
-    r"^(?P<resource>/subscriptions/.+?)/providers/microsoft\.insights/(?P<what>metrics|metricdefinitions)$"
-)
 _ERROR_CODES = {
     400: "BadRequest",
     401: "InvalidAuthenticationToken",
@@ -85,35 +70,6 @@ class RecordedRequest:
     body: Any = None  # the parsed JSON body of a POST
 
 
-@dataclass
-class _Bucket:
-    capacity: float
-    refill: float
-    tokens: float
-    last: float
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.last) * self.refill)
-        self.last = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-    def retry_after(self) -> int:
-        if self.refill <= 0:
-            return 60
-        return max(1, math.ceil((1 - self.tokens) / self.refill))
-
-
-@dataclass
-class _Matched:
-    faults: list[Fault] = field(default_factory=list)
-
-    def of(self, *kinds: str) -> list[Fault]:
-        return [f for f in self.faults if f.kind in kinds]
-
-
 class Simulator:
     """Azure Resource Manager + Azure Monitor metrics for one scenario, on a real aiohttp server."""
 
@@ -138,7 +94,8 @@ class Simulator:
         self._metric_resources: dict[str, LoadBalancer | NatGateway] = {
             r.id.lower(): r for r in iter_resources(scenario)
         }
-        self._buckets: dict[str, tuple[_Bucket, _Bucket]] = {}
+        self.metrics_api = MetricsApi(scenario, self.model, clock, self.start_minute, self._metric_resources)
+        self.throttle = ArmThrottle(scenario, clock)
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
 
@@ -213,7 +170,7 @@ class Simulator:
         (case-insensitive), e.g. ``value("kubernetes", "UsedSnatPorts", -5, BackendIPAddress="10.224.0.6",
         ProtocolType="TCP")``; dimensions not given are summed over. None when no series matches."""
         res = self.scenario.resource(resource)
-        mdef = _find_metric(res, metric)
+        mdef = find_metric(res, metric)
         wanted = {k.lower(): v.lower() for k, v in dimensions.items()}
         names = [d.lower() for d in mdef.dimensions]
         unknown = set(wanted) - set(names)
@@ -233,9 +190,9 @@ class Simulator:
         lower = path.lower().rstrip("/")
         query = {k: v for k, v in request.query.items()}
         q = {k.lower(): v for k, v in query.items()}
-        if request.method == "POST" and _BATCH_RE.match(lower):
+        if request.method == "POST" and BATCH_RE.match(lower):
             operation = "batch"
-        elif _METRICS_RE.match(lower) and _METRICS_RE.match(lower).group("what") == "metrics":  # type: ignore[union-attr]
+        elif METRICS_RE.match(lower) and METRICS_RE.match(lower).group("what") == "metrics":  # type: ignore[union-attr]
             operation = "metrics"
         else:
             operation = "arm"
@@ -250,7 +207,7 @@ class Simulator:
                 batch_body = None
             record.body = batch_body
         resources, metrics = self._targets(operation, lower, q, batch_body)
-        matched = _Matched([f for f in self.faults if f.matches(operation, resources, metrics)])
+        matched = Matched([f for f in self.faults if f.matches(operation, resources, metrics)])
         for fault in matched.faults:
             fault.hits += 1
         headers = {"x-ms-request-id": str(uuid.uuid4()), "x-ms-correlation-request-id": str(uuid.uuid4())}
@@ -285,7 +242,7 @@ class Simulator:
             names = tuple(str(i).rstrip("/").rsplit("/", 1)[-1] for i in ids if isinstance(i, str))
             return names, metrics
         if operation == "metrics":
-            m = _METRICS_RE.match(lower)
+            m = METRICS_RE.match(lower)
             resource = m.group("resource") if m else lower
             return (resource.rsplit("/", 1)[-1],), metrics
         return (lower.rsplit("/", 1)[-1],), ()
@@ -298,7 +255,7 @@ class Simulator:
         q: Mapping[str, str],
         raw_body: bytes,
         batch_body: Any,
-        matched: _Matched,
+        matched: Matched,
         headers: dict[str, str],
     ) -> web.StreamResponse:
         # The answer comes `delay` after the request, and is worked out meanwhile, as at Azure: on a machine shared
@@ -317,7 +274,7 @@ class Simulator:
                 raise ApiError(401, "InvalidAuthenticationToken", message or "The access token is invalid.")
 
             if operation in ("metrics", "arm"):
-                self._throttle(path, headers)
+                self.throttle.check(path, headers)
 
             for fault in matched.of("status"):
                 if fault.retry_after is not None:
@@ -330,9 +287,9 @@ class Simulator:
             if request.method != "GET" and operation != "batch":
                 raise ApiError(405, "MethodNotAllowed", f"The method {request.method} is not allowed on {path}.")
             if operation == "batch":
-                body: Any = self._batch(path, q, batch_body, raw_body, matched)
+                body: Any = self.metrics_api.batch(path, q, batch_body, raw_body, matched)
             elif operation == "metrics":
-                body = self._metrics_list(path, q, matched)
+                body = self.metrics_api.metrics_list(path, q, matched)
             else:
                 body = self._arm(path, q)
 
@@ -349,48 +306,17 @@ class Simulator:
             return await _reset_mid_body(request, data, headers)
         return web.Response(status=200, body=data, headers=headers)
 
-    def _throttle(self, path: str, headers: dict[str, str]) -> None:
-        s = self.scenario
-        if s.ratelimit_reads <= 0:
-            return
-        m = re.match(r"^/subscriptions/([^/]+)", path, re.IGNORECASE)
-        sub = (m.group(1) if m else "-").lower()
-        now = self.clock()
-        if sub not in self._buckets:
-            reads, refill = float(s.ratelimit_reads), s.ratelimit_refill_per_second
-            self._buckets[sub] = (
-                _Bucket(reads, refill, reads, now),
-                _Bucket(reads * GLOBAL_BUCKET_FACTOR, refill * GLOBAL_BUCKET_FACTOR, reads * GLOBAL_BUCKET_FACTOR, now),
-            )
-        bucket, global_bucket = self._buckets[sub]
-        ok = bucket.take(now) and global_bucket.take(now)
-        headers["x-ms-ratelimit-remaining-subscription-reads"] = str(int(bucket.tokens))
-        headers["x-ms-ratelimit-remaining-subscription-global-reads"] = str(int(global_bucket.tokens))
-        if not ok:
-            wait = max(
-                bucket.retry_after() if bucket.tokens < 1 else 1,
-                global_bucket.retry_after() if global_bucket.tokens < 1 else 1,
-            )
-            raise ApiError(
-                429,
-                "SubscriptionRequestsThrottled",
-                f"Number of 'read' requests for subscription '{sub}' actor 'simulated' exceeded. Please try again "
-                f"after '{wait}' seconds after additional tokens are available. "
-                "Refer to https://aka.ms/arm-throttling for additional information.",
-                {"Retry-After": str(wait)},
-            )
-
     # ------------------------------------------------------------------------------------------ ARM resources
 
     def _arm(self, path: str, q: Mapping[str, str]) -> Any:
-        _check_api_version(q)
+        check_api_version(q)
         lower = path.lower().rstrip("/")
-        m = _METRICS_RE.match(lower)
+        m = METRICS_RE.match(lower)
         if m and m.group("what") == "metricdefinitions":
             res = self._metric_resources.get(m.group("resource"))
             if res is None:
-                raise _not_found(path)
-            return {"value": [_definition(res, d) for d in DEFINITIONS[res.kind]]}
+                raise not_found(path)
+            return {"value": [definition(res, d) for d in DEFINITIONS[res.kind]]}
         if lower in self._resources:
             return self._resources[lower]
         if lower in self._lists:
@@ -402,157 +328,7 @@ class Simulator:
             groups.update(res.resource_group.lower() for res in iter_resources(self.scenario))
             if lm.group("rg") is None or lm.group("rg") in groups:
                 return {"value": []}
-        raise _not_found(path)
-
-    # ------------------------------------------------------------------------------------------ metrics
-
-    def _rules(self, matched: _Matched, resource: str, metric: str | None) -> DataRules:
-        s = self.scenario
-        rules = DataRules(self.clock(), self.start_minute, s.lag_minutes, s.revise_minutes, s.revise_fraction)
-        for fault in matched.of("empty_minutes"):
-            if fault.applies_to(resource, metric):
-                if fault.minutes is None:
-                    rules.blank_all = True
-                else:
-                    rules.blank_newest = max(rules.blank_newest, fault.minutes)
-        for fault in matched.of("late_revisions"):
-            if fault.applies_to(resource, metric):
-                rules.revise_minutes = fault.minutes if fault.minutes is not None else max(s.revise_minutes, 2)
-                rules.revise_fraction = fault.fraction
-        return rules
-
-    def _metric_values(
-        self, res: LoadBalancer | NatGateway, defs: list[MetricDef], req: MetricRequest, matched: _Matched
-    ) -> list[dict[str, object]]:
-        values = []
-        for mdef in defs:
-            errors = [f for f in matched.of("metric_error") if f.applies_to(res.name, mdef.name)]
-            if errors:
-                values.append(metric_error(res, mdef, errors[0].error_code, errors[0].message))
-                continue
-            empty = any(f.applies_to(res.name, mdef.name) for f in matched.of("empty_timeseries"))
-            values.append(metric_body(self.model, res, mdef, req, self._rules(matched, res.name, mdef.name), empty))
-        return values
-
-    def _request(self, q: Mapping[str, str], grain_key: str, window_fn: Callable[[int | None], Any]) -> MetricRequest:
-        auto = q.get("autoadjusttimegrain", "").lower() == "true"
-        grain = parse_grain(q.get(grain_key), auto)
-        return MetricRequest(
-            window=window_fn(grain),
-            aggregations=parse_aggregations(q.get("aggregation")),
-            filter=None,
-            top=parse_top(q.get("top")),
-            orderby=parse_orderby(q.get("orderby")),
-            metadata_only=q.get("resulttype", "data").lower() == "metadata",
-            rollup=tuple(r for r in q.get("rollupby", "").split(",") if r.strip()),
-            validate_dimensions=q.get("validatedimensions", "true").lower() != "false",
-        )
-
-    def _metrics_list(self, path: str, q: Mapping[str, str], matched: _Matched) -> dict[str, object]:
-        version = _check_api_version(q)
-        m = _METRICS_RE.match(path.lower().rstrip("/"))
-        assert m is not None
-        res = self._metric_resources.get(m.group("resource"))
-        if res is None:
-            raise _not_found(path[: m.end("resource")])
-        if version not in METRICS_API_VERSIONS:
-            raise ApiError(
-                400,
-                "NoRegisteredProviderFound",
-                f"No registered resource provider found for location '{self.scenario.region}' and API version "
-                f"'{version}' for type 'metrics'. The supported api-versions are "
-                f"'{', '.join(METRICS_API_VERSIONS)}'.",
-            )
-        _check_namespace(res, q.get("metricnamespace"))
-        defs = _metric_defs(res, q.get("metricnames"))
-        req = self._request(q, "interval", lambda g: window_from_timespan(q.get("timespan"), self.clock(), g))
-        req.filter = parse_filter(q.get("$filter"))
-        values = self._metric_values(res, defs, req, matched)
-        out: dict[str, object] = {}
-        if not req.metadata_only:
-            out["cost"] = req.points
-        out["timespan"] = f"{iso(req.window.start)}/{iso(req.window.end)}"
-        out["interval"] = req.window.interval_text
-        out["value"] = values
-        out["namespace"] = NAMESPACES[res.kind].lower()
-        out["resourceregion"] = self.scenario.region
-        return out
-
-    def _batch(
-        self, path: str, q: Mapping[str, str], body: Any, raw_body: bytes, matched: _Matched
-    ) -> dict[str, object]:
-        version = _check_api_version(q)
-        if version not in BATCH_API_VERSIONS:
-            raise bad_request(
-                f"The api-version '{version}' is not supported; supported: {', '.join(BATCH_API_VERSIONS)}."
-            )
-        if "timespan" in q:
-            raise bad_request(
-                f"Detected invalid time range parameters for API version {version}. "
-                "Please use only starttime and endtime to specify a time range."
-            )
-        namespace = q.get("metricnamespace")
-        if not namespace:
-            raise bad_request("The metricnamespace query parameter is required.")
-        if not q.get("metricnames"):
-            raise bad_request("The metricnames query parameter is required.")
-        if not isinstance(body, dict) or not isinstance(body.get("resourceids"), list):
-            raise bad_request('The request body must be a JSON object {"resourceids": [...]}.')
-        ids = body["resourceids"]
-        if not ids:
-            raise bad_request("resourceids must contain at least one resource ID.")
-        if len(ids) > MAX_BATCH_RESOURCES:
-            raise bad_request(f"At most {MAX_BATCH_RESOURCES} resource IDs are allowed per request, got {len(ids)}.")
-        if len({str(i).lower() for i in ids}) != len(ids):
-            raise bad_request("resourceids must be unique.")
-        m = _BATCH_RE.match(path.lower().rstrip("/"))
-        assert m is not None
-        sub = m.group("sub")
-        targets: list[tuple[str, LoadBalancer | NatGateway]] = []
-        for rid in ids:
-            if not isinstance(rid, str):
-                raise bad_request(f"Invalid resource ID {rid!r}.")
-            if not rid.lower().startswith(f"/subscriptions/{sub}/"):
-                raise bad_request(f"All resource IDs must be in subscription {sub}: {rid}.")
-            res = self._metric_resources.get(rid.lower().rstrip("/"))
-            if res is None:
-                raise bad_request(f"The resource {rid} was not found or has no metrics.")
-            if NAMESPACES[res.kind].lower() != namespace.lower():
-                raise bad_request(
-                    f"All resources of a batch must be of type {namespace}; {rid} is {NAMESPACES[res.kind]}."
-                )
-            targets.append((rid, res))
-        if len({res.kind for _, res in targets}) > 1:
-            raise bad_request("All resources of a batch must have the same type.")
-        req = self._request(
-            q, "interval", lambda g: window_from_batch(q.get("starttime"), q.get("endtime"), self.clock(), g)
-        )
-        req.filter = parse_filter(q.get("filter"))
-        defs_by_target = [(rid, res, _metric_defs(res, q.get("metricnames"))) for rid, res in targets]
-        series = 0
-        for _, res, defs in defs_by_target:
-            for mdef in defs:
-                n = series_count(self.model, res, mdef, req)
-                series += min(n, req.top or 10) if req.filter else n
-        if series > self.scenario.batch_series_limit:
-            raise bad_request(
-                f"The query would return {series} time series, more than the limit of "
-                f"{self.scenario.batch_series_limit}; query fewer resources or metrics per call."
-            )
-        out = []
-        for rid, res, defs in defs_by_target:
-            out.append(
-                {
-                    "starttime": iso(req.window.start),
-                    "endtime": iso(req.window.end),
-                    "interval": req.window.interval_text,
-                    "value": self._metric_values(res, defs, req, matched),
-                    "namespace": NAMESPACES[res.kind].lower(),
-                    "resourceregion": self.scenario.region,
-                    "resourceid": rid,
-                }
-            )
-        return {"values": out}
+        raise not_found(path)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -564,83 +340,6 @@ def _json_response(status: int, body: object, headers: Mapping[str, str]) -> web
     if status == 404:
         out.setdefault("x-ms-failure-cause", "gateway")
     return web.Response(status=status, body=json.dumps(body).encode(), headers=out)
-
-
-def _not_found(path: str) -> ApiError:
-    parts = [p for p in path.split("/") if p]
-    kind = "/".join(parts[-4:-1:2]) if len(parts) >= 4 else "resource"
-    name = parts[-1] if parts else ""
-    return ApiError(
-        404,
-        "ResourceNotFound",
-        f"The Resource '{kind}/{name}' under resource group was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
-    )
-
-
-def _check_api_version(q: Mapping[str, str]) -> str:
-    version = q.get("api-version")
-    if not version:
-        raise ApiError(
-            400,
-            "MissingApiVersionParameter",
-            "The api-version query parameter (?api-version=) is required for all requests.",
-        )
-    if not _API_VERSION_RE.match(version):
-        raise ApiError(
-            400,
-            "InvalidApiVersionParameter",
-            f"The api-version '{version}' is invalid. The supported versions are of the form YYYY-MM-DD[-preview].",
-        )
-    return version
-
-
-def _check_namespace(res: LoadBalancer | NatGateway, namespace: str | None) -> None:
-    if namespace and namespace.lower() != NAMESPACES[res.kind].lower():
-        raise bad_request(
-            f"Metric namespace {namespace} is not valid for resource type {NAMESPACES[res.kind]}; "
-            f"use {NAMESPACES[res.kind]}."
-        )
-
-
-def _find_metric(res: LoadBalancer | NatGateway, name: str) -> MetricDef:
-    for mdef in DEFINITIONS[res.kind]:
-        if mdef.name.lower() == name.strip().lower():
-            return mdef
-    provider, _, kind = NAMESPACES[res.kind].partition("/")
-    raise bad_request(
-        f"Failed to find metric configuration for provider: {provider}, resource Type: {kind}, metric: {name}, "
-        f"Valid metrics: {','.join(d.name for d in DEFINITIONS[res.kind])}"
-    )
-
-
-def _metric_defs(res: LoadBalancer | NatGateway, names: str | None) -> list[MetricDef]:
-    if not names:
-        return [DEFINITIONS[res.kind][0]]
-    wanted = [n.replace("%2", ",").strip() for n in names.split(",") if n.strip()]
-    if len(wanted) > MAX_METRIC_NAMES:
-        raise bad_request(f"Requested {len(wanted)} metrics; at most {MAX_METRIC_NAMES} metric names are allowed.")
-    return [_find_metric(res, n) for n in wanted]
-
-
-def _definition(res: LoadBalancer | NatGateway, d: MetricDef) -> dict[str, object]:
-    aggs = ["Average", "Minimum", "Maximum", "Total", "Count"]
-    return {
-        "id": f"{res.id}/providers/microsoft.insights/metricdefinitions/{d.name}",
-        "resourceId": res.id,
-        "namespace": NAMESPACES[res.kind],
-        "name": {"value": d.name, "localizedValue": d.display},
-        "displayDescription": d.description,
-        "isDimensionRequired": False,
-        "unit": d.unit,
-        "primaryAggregationType": d.primary.capitalize(),
-        "supportedAggregationTypes": aggs,
-        "metricAvailabilities": [
-            {"timeGrain": "PT1M", "retention": "P93D"},
-            {"timeGrain": "PT5M", "retention": "P93D"},
-            {"timeGrain": "PT1H", "retention": "P93D"},
-        ],
-        "dimensions": [{"value": dim, "localizedValue": dim} for dim in d.dimensions],
-    }
 
 
 def _wrong_shape(operation: str) -> object:

@@ -12,7 +12,8 @@ from snat_exporter.cli import main
 from snat_exporter.diagnose.report import SCHEMA_PATH
 from snat_exporter.simulator import Simulator, load_scenario
 from snat_exporter.simulator.cli import config_snippet
-from snat_exporter.simulator.kubeapi import KubeApiServer, nodes_from_scenario, write_kubeconfig
+from snat_exporter.simulator.kubeapi import KubeApiServer
+from snat_exporter.simulator.kubeobjects import nodes_from_scenario, write_kubeconfig
 
 
 def write_config(tmp_path: Path, scenario, sim_url: str, kube_url: str | None = None) -> Path:

@@ -24,8 +24,9 @@ from typing import Any
 
 import aiohttp
 
-from snat_exporter.simulator.kubeapi import KubeApiServer, pod_object, write_kubeconfig
+from snat_exporter.simulator.kubeapi import KubeApiServer
 from snat_exporter.simulator.kubeauth import User
+from snat_exporter.simulator.kubeobjects import pod_object, write_kubeconfig
 from tests.e2e.stack import wait_for
 from tests.netns.lab import INET_IPS, POD_IPS, PYTHON, Lab, require_root
 from tests.web.certs import CA

@@ -270,7 +270,8 @@ async def start_exporter(tmp: Path, clock: FakeClock, scenario_name: str, *, kub
     """An exporter on the scenario's simulator (and on a Kubernetes API server with its nodes, for the node label).
     Returns the target and what to stop afterwards."""
     from snat_exporter.simulator import Simulator, exporter_settings, load_scenario
-    from snat_exporter.simulator.kubeapi import KubeApiServer, scenario_nodes, write_kubeconfig
+    from snat_exporter.simulator.kubeapi import KubeApiServer
+    from snat_exporter.simulator.kubeobjects import scenario_nodes, write_kubeconfig
 
     scenario = load_scenario(scenario_name)
     sim = Simulator(scenario, clock=clock)

@@ -36,7 +36,8 @@ from snat_exporter.collectors.kube.collector import KubeCollector
 from snat_exporter.config import load_config
 from snat_exporter.server import Exporter
 from snat_exporter.simulator import Fault, Simulator, exporter_settings, load_scenario
-from snat_exporter.simulator.kubeapi import KubeApiServer, node_object, write_kubeconfig
+from snat_exporter.simulator.kubeapi import KubeApiServer
+from snat_exporter.simulator.kubeobjects import node_object, write_kubeconfig
 from tests.conftest import FakeClock, is_root, wait_until
 from tests.reliability.harness import (
     SCRAPE_BUDGET,

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from snat_exporter.config import load_config
 from snat_exporter.server import Exporter
-from snat_exporter.simulator.kubeapi import KubeApiServer, write_kubeconfig
+from snat_exporter.simulator.kubeapi import KubeApiServer
 from snat_exporter.simulator.kubeauth import User
+from snat_exporter.simulator.kubeobjects import write_kubeconfig
 from snat_exporter.web.kubeauth import KubernetesAuth
 from snat_exporter.web.verdict import Verdict
 from tests.conftest import FakeClock

@@ -13,7 +13,8 @@ from snat_exporter.collectors.base import CollectorContext
 from snat_exporter.collectors.kube.collector import KubeCollector
 from snat_exporter.config import load_config
 from snat_exporter.identity import NoIdentity
-from snat_exporter.simulator.kubeapi import KubeApiServer, write_kubeconfig
+from snat_exporter.simulator.kubeapi import KubeApiServer
+from snat_exporter.simulator.kubeobjects import write_kubeconfig
 from tests.conftest import FakeClock
 
 T = TypeVar("T")

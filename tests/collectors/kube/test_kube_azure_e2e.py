@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from snat_exporter.config import load_config
 from snat_exporter.server import Exporter
 from snat_exporter.simulator import Simulator, exporter_settings, load_scenario
-from snat_exporter.simulator.kubeapi import KubeApiServer, nodes_from_scenario, write_kubeconfig
+from snat_exporter.simulator.kubeapi import KubeApiServer
+from snat_exporter.simulator.kubeobjects import nodes_from_scenario, write_kubeconfig
 from tests.conftest import FakeClock
 
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from snat_exporter.collectors.kube.cache import KubeIdentity, NodeIndex, PodIndex, owner_workload
 from snat_exporter.identity import NodeInfo
-from snat_exporter.simulator.kubeapi import node_object, pod_object
+from snat_exporter.simulator.kubeobjects import node_object, pod_object
 from tests.collectors.kube.conftest import must
 
 

@@ -19,7 +19,8 @@ from snat_exporter.config import load_config
 from snat_exporter.identity import NoIdentity
 from snat_exporter.server import Exporter
 from snat_exporter.settings import ConfigError
-from snat_exporter.simulator.kubeapi import KubeApiServer, node_object, pod_object, write_kubeconfig
+from snat_exporter.simulator.kubeapi import KubeApiServer
+from snat_exporter.simulator.kubeobjects import node_object, pod_object, write_kubeconfig
 from tests.collectors.kube.conftest import must
 
 

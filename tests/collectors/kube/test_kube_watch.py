@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from snat_exporter.collectors.base import CollectError
 from snat_exporter.identity import EBPF_HOST_ROUTING_LABEL
 from snat_exporter.server import Exporter
-from snat_exporter.simulator.kubeapi import KubeApiServer, node_object, pod_object
+from snat_exporter.simulator.kubeapi import KubeApiServer
+from snat_exporter.simulator.kubeobjects import node_object, pod_object
 from tests.collectors.kube.conftest import Harness, must
 from tests.conftest import wait_until
 
@@ -306,7 +307,7 @@ async def test_watch_ending_at_its_timeout_resumes_from_the_final_bookmark(
 
 async def test_60_nodes_of_the_steady_scenario_all_resolve(harness: Harness, kubeapi: KubeApiServer) -> None:
     try:
-        from snat_exporter.simulator.kubeapi import scenario_nodes
+        from snat_exporter.simulator.kubeobjects import scenario_nodes
 
         nodes = scenario_nodes("steady")
     except Exception as exc:
