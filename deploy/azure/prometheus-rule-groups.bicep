@@ -394,7 +394,7 @@ resource group5 'Microsoft.AlertsManagement/prometheusRuleGroups@2023-03-01' = {
   name: '${clusterName}-snat-exporter.conntrack'
   location: location
   properties: {
-    description: 'snat-exporter rules: snat-exporter.conntrack (4 rules).'
+    description: 'snat-exporter rules: snat-exporter.conntrack (5 rules).'
     scopes: [
       azureMonitorWorkspaceId
     ]
@@ -462,6 +462,30 @@ resource group5 'Microsoft.AlertsManagement/prometheusRuleGroups@2023-03-01' = {
           summary: 'A node holds almost as many flows to one destination as it has SNAT ports.'
           description: 'Node {{ $labels.node }} holds {{ $value | humanizePercentage }} of its allocated {{ $labels.protocol }} SNAT ports in concurrent flows to a single destination. Azure will start failing connections to it before it reports anything.'
           runbook_url: 'alerts/runbook.md#snatdestinationpressurehigh'
+        }
+        enabled: true
+        resolveConfiguration: {
+          autoResolved: true
+          timeToResolve: timeToResolve
+        }
+        actions: [
+          {
+            actionGroupId: actionGroupId
+          }
+        ]
+      }
+      {
+        alert: 'SnatCiliumNatTuplePressureHigh'
+        expression: 'snat_cilium_nat_tuple_flows_max{job="snat-exporter-node"} / (snat_cilium_nat_tuple_ports{job="snat-exporter-node"} > 0) >= 0.8'
+        for: 'PT5M'
+        severity: 2
+        labels: {
+          severity: 'warning'
+        }
+        annotations: {
+          summary: 'Cilium\'s BPF masquerading is running out of source ports for one destination of a node.'
+          description: 'Node {{ $labels.node }} holds {{ $value | humanizePercentage }} of the ports Cilium can give one egress IP and destination. At 100% Cilium drops new flows to it ("No mapping for NAT masquerade"), whatever Azure allows.'
+          runbook_url: 'alerts/runbook.md#snatciliumnattuplepressurehigh'
         }
         enabled: true
         resolveConfiguration: {

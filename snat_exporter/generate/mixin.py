@@ -114,6 +114,12 @@ class Thresholds:
         "SnatDestinationPressureHigh: a node's flows to one destination over its SNAT ports.",
         parse=parse_ratio,
     )
+    cilium_nat_tuple_ratio: float = setting(
+        0.8,
+        "SnatCiliumNatTuplePressureHigh: flows of a node's busiest (egress IP, destination) over the ports of Cilium's "
+        "NAT range.",
+        parse=parse_ratio,
+    )
     natgw_destination_pressure_ratio: float = setting(
         0.8,
         "SnatNatGatewayDestinationPressureHigh: the cluster's flows to one destination over the NAT gateway's limit.",
@@ -205,6 +211,7 @@ ALERT_DEFAULTS: dict[str, AlertSetting] = {
         ("SnatConntrackTableNearlyFull", "5m", "warning"),
         ("SnatConntrackInsertFailing", "5m", "warning"),
         ("SnatDestinationPressureHigh", "5m", "warning"),
+        ("SnatCiliumNatTuplePressureHigh", "5m", "warning"),
         ("SnatNatGatewayDestinationPressureHigh", "5m", "warning"),
         ("SnatExporterDown", "15m", "critical"),
         ("SnatExporterTargetDown", "15m", "warning"),

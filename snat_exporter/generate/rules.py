@@ -391,6 +391,24 @@ def alert_groups(k: Context) -> tuple[Group, ...]:
                 ),
             ),
             Rule(
+                alert="SnatCiliumNatTuplePressureHigh",
+                expr=f"{k.a('snat_cilium_nat_tuple_flows_max')} / ({k.a('snat_cilium_nat_tuple_ports')} > 0) >= "
+                f"{t.cilium_nat_tuple_ratio:g}",
+                summary="Cilium's BPF masquerading is running out of source ports for one destination of a node.",
+                description=(
+                    f"Node {lbl('node')} holds {{{{ $value | humanizePercentage }}}} of the ports Cilium can give one "
+                    "egress IP and destination",
+                    DrillDown(
+                        f' {{{{- with printf "topk(1, snat_cilium_nat_tuple_flows{{{where}}})" $labels.{c} '
+                        "$labels.node | query }}{{ with . | first }} ({{ .Labels.egress_ip }} to "
+                        "{{ .Labels.destination }}:{{ .Labels.port }} {{ .Labels.protocol }}){{ end }}{{ end }}"
+                    ),
+                    '. At 100% Cilium drops new flows to it ("No mapping for NAT masquerade"), whatever Azure allows.',
+                ),
+                comment="Only on nodes where the agent reads Cilium's SNAT map (eBPF host routing); Cilium's own figure is\n"
+                "cilium_nat_endpoint_max_connection.",
+            ),
+            Rule(
                 alert="SnatNatGatewayDestinationPressureHigh",
                 expr="cluster:snat_destination_flows_per_nat_gateway_destination_limit:ratio >= "
                 f"{t.natgw_destination_pressure_ratio:g}",

@@ -123,7 +123,12 @@ def test_azure_descriptions_run_no_template_query_and_only_drop_the_drill_downs(
             if text != prom:
                 dropped.append(rule["alert"])
                 assert promql.template_queries(prom), rule["alert"]
-    assert sorted(dropped) == ["SnatDestinationPressureHigh", "SnatExporterCollectorFailing", "SnatExporterDataStale"]
+    assert sorted(dropped) == [
+        "SnatCiliumNatTuplePressureHigh",
+        "SnatDestinationPressureHigh",
+        "SnatExporterCollectorFailing",
+        "SnatExporterDataStale",
+    ]
 
 
 def _bicep_strings(key: str) -> list[str]:

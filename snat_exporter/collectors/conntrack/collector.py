@@ -265,7 +265,13 @@ class ConntrackCollector:
         # all means nothing to read here: the wrong bpffs, or Cilium is not masquerading in BPF on this node.
         if len(missing) == len(cilium.LAYOUTS):
             for layout, path in missing:
-                self._cilium_error(layout, "missing", f"{path} is not pinned", logging.WARNING)
+                self._cilium_error(
+                    layout,
+                    "missing",
+                    f"{path} is not pinned (is the host's bpffs mounted at conntrack.bpffs, and does Cilium "
+                    "masquerade in BPF on this node?)",
+                    logging.WARNING,
+                )
         else:
             for layout, _path in missing:
                 self._cilium_failing.pop(layout.label, None)
