@@ -9,14 +9,18 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from importlib import resources
 from typing import Any
 
+from snat_exporter.collectors import COLLECTORS
 from snat_exporter.config import Config, load_config
 from snat_exporter.logs import setup_logging
 from snat_exporter.settings import ConfigError, parse_listen
 from snat_exporter.version import BUILD
 
 EXIT_USAGE = 2
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVEL_HELP = "log level (overrides `log_level`; logs are logfmt on stderr)"
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -45,11 +49,22 @@ def _print_config_errors(err: ConfigError) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from snat_exporter.server import serve
+    from snat_exporter.server import ListenError, serve
 
     config = _load(args, args.config)
+    if not config.enabled_collectors:
+        print(
+            f"error: no collector is enabled: set {', '.join(f'{c}.enabled' for c in COLLECTORS)} to true "
+            "in the config file (see docs/configuration.md) or with --set",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     setup_logging(config.log_level)
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except ListenError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 
@@ -70,10 +85,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from snat_exporter.demo import run_demo
+    from snat_exporter.server import ListenError
 
     setup_logging(args.log_level or "info")
     host, port = parse_listen(args.listen)
-    return run_demo(args.scenario, host, port)
+    try:
+        return run_demo(args.scenario, host, port)
+    except ListenError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
@@ -130,13 +150,27 @@ class _PrintVersion(argparse.Action):
         parser.exit()
 
 
+def _builtin_scenarios() -> str:
+    # The scenario files themselves, listed without importing the simulator (seconds of imports on every start).
+    folder = resources.files("snat_exporter") / "simulator" / "scenarios"
+    return ", ".join(sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")))
+
+
+def _command(sub: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help opens with the same sentence the command list shows."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=summary[:1].upper() + summary[1:] + "."
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="snat-exporter",
         description="Prometheus exporter for SNAT port usage on Azure Kubernetes Service.",
     )
     parser.add_argument("--version", action=_PrintVersion, help="print version, revision and Python version, then exit")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="each has its own --help")
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -145,35 +179,45 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override any setting by its dotted path, e.g. --set azure.interval=30s",
         )
-        p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+        p.add_argument("--log-level", choices=LOG_LEVELS, help=LOG_LEVEL_HELP)
 
-    p = sub.add_parser("serve", help="run the exporter")
+    p = _command(sub, "serve", "run the exporter: collect in the background, serve /metrics")
     p.add_argument("--config", help="YAML config file (see docs/configuration.md)")
     p.add_argument("--listen", help="HOST:PORT of the HTTP server (overrides `listen`)")
     p.add_argument("--shard", metavar="I/N", help="query the Azure metrics of shard I of N (overrides `azure.shard`)")
     common(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("check-config", help="validate a config file; exit 0, or 2 naming every bad field")
-    p.add_argument("path")
+    p = _command(sub, "check-config", "validate a config file; exit 0, or 2 naming every bad field")
+    p.add_argument("path", help="the YAML config file to check, with the environment and --set applied")
     common(p)
     p.set_defaults(func=cmd_check_config)
 
-    p = sub.add_parser("simulate", help="run the Azure Monitor simulator alone")
-    p.add_argument("--scenario", default="steady", help="built-in scenario name or a scenario YAML path")
+    scenarios = _builtin_scenarios()
+    p = _command(sub, "simulate", "run the Azure Resource Manager and Azure Monitor simulator alone")
+    p.add_argument(
+        "--scenario", default="steady", help=f"built-in scenario ({scenarios}) or a scenario YAML path (default steady)"
+    )
     p.add_argument("--listen", default="127.0.0.1:9875", help="HOST:PORT (default 127.0.0.1:9875)")
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-level", choices=LOG_LEVELS, help=LOG_LEVEL_HELP)
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("demo", help="the simulator and the exporter together on loopback, until Ctrl-C")
-    p.add_argument("--scenario", default="exhaustion", help="built-in scenario name or a scenario YAML path")
+    p = _command(
+        sub, "demo", "the simulator, a fake Kubernetes API and the exporter together on loopback, until Ctrl-C"
+    )
+    p.add_argument(
+        "--scenario",
+        default="exhaustion",
+        help=f"built-in scenario ({scenarios}) or a scenario YAML path (default exhaustion)",
+    )
     p.add_argument("--listen", default="127.0.0.1:9874", help="HOST:PORT of the exporter (default 127.0.0.1:9874)")
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-level", choices=LOG_LEVELS, help=LOG_LEVEL_HELP)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "diagnose",
-        help="Microsoft's outbound-connectivity checklist in one report; exit 0 healthy, 1 warning or worse, 2 error",
+        "Microsoft's outbound-connectivity checklist in one report; exit 0 healthy, 1 warning or worse, 2 error",
     )
     p.add_argument("--config", help="exporter config: its azure section says which cluster to read")
     p.add_argument("--prometheus", metavar="URL", help="read the exporter's series from this Prometheus instead")
@@ -181,24 +225,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--cluster", metavar="NAME", help="with --prometheus: the AKS cluster to diagnose, when it has several"
     )
     p.add_argument("--since", default="1h", help="how far back to look for peaks and failures (default 1h)")
-    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("--output", choices=("text", "json"), default="text", help="report format (default text)")
     common(p)
     p.set_defaults(func=cmd_diagnose)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "generate",
-        help="write the alert rules, PrometheusRules, Azure rule groups and dashboards for your monitoring stack",
+        "write the alert rules, PrometheusRules, Azure rule groups and dashboards for your monitoring stack",
     )
     p.add_argument("--config", help="mixin config: cluster label, job selectors, thresholds (docs/mixin.md)")
     p.add_argument("--out", default=".", help="directory to write the generated tree into (default: .)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 naming each file that differs")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("dashboards", help="work with Grafana dashboards you already have")
-    dashboards = p.add_subparsers(dest="dashboards_command", required=True)
-    p = dashboards.add_parser(
+    p = _command(sub, "dashboards", "work with Grafana dashboards you already have")
+    dashboards = p.add_subparsers(dest="dashboards_command", required=True, metavar="COMMAND", help="what to do")
+    p = _command(
+        dashboards,
         "add-row",
-        help="put the Network: SNAT Activity row into an exported dashboard (replaces it on a second run)",
+        "put the Network: SNAT Activity row into an exported dashboard (replaces it on a second run)",
     )
     p.add_argument("--into", required=True, metavar="FILE", help="the dashboard JSON, e.g. cluster-overview.json")
     p.add_argument("--out", metavar="FILE", help="write here instead of changing --into in place")

@@ -21,6 +21,7 @@ from snat_exporter.settings import (
     ConfigError,
     apply_overrides,
     build_section,
+    env_name,
     env_overrides,
     parse_choice,
     parse_listen,
@@ -136,9 +137,12 @@ def load_config(
     """File, then environment, then ``overrides`` (dotted paths from flags). Raises ConfigError naming each field."""
     raw: dict[str, Any] = read_yaml(path) if path is not None else {}
     problems: list[tuple[str, str]] = []
-    problems += apply_overrides(raw, Config, env_overrides(Config, os.environ if environ is None else environ))
+    from_env = env_overrides(Config, os.environ if environ is None else environ)
+    problems += apply_overrides(raw, Config, from_env)
     problems += apply_overrides(raw, Config, overrides or {})
     config = build_section(Config, raw, "", problems)
     if problems:
-        raise ConfigError(problems)
+        # A bad value that came from the environment is fixed there: name the variable, not only the setting.
+        env_paths = set(from_env) - set(overrides or {})
+        raise ConfigError([(f"{env_name(p)} ({p})" if p in env_paths else p, m) for p, m in problems])
     return config

@@ -11,7 +11,9 @@ import asyncio
 import logging
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from snat_exporter.config import Config, load_config
 from snat_exporter.server import SignalWaiter, serve
@@ -20,6 +22,21 @@ if TYPE_CHECKING:
     from snat_exporter.simulator import Scenario
 
 log = logging.getLogger("snat_exporter.demo")
+
+
+def diagnose_config(scenario: Scenario, simulator_url: str, kubeconfig: str) -> str:
+    """A config for `snat-exporter diagnose`: the demo's simulator as Azure, its fake API server for node names."""
+    from snat_exporter.simulator import exporter_settings
+
+    settings: dict[str, Any] = {}
+    for path, value in {**exporter_settings(scenario, simulator_url), "kubernetes.enabled": "true"}.items():
+        *parents, leaf = path.split(".")
+        node = settings
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    settings["kubernetes"]["kubeconfig"] = kubeconfig
+    return yaml.safe_dump(settings, sort_keys=False)
 
 
 def demo_config(scenario: Scenario, simulator_url: str, listen: str, kubeconfig: str | None) -> Config:
@@ -49,6 +66,8 @@ async def _run(scenario_name: str, host: str, port: int) -> int:
     kube.add(*nodes_from_scenario(scenario.nodes))
     with tempfile.TemporaryDirectory(prefix="snat-demo-") as tmp:
         kubeconfig = str(write_kubeconfig(Path(tmp) / "kubeconfig", await kube.start("127.0.0.1", 0)))
+        diagnose = Path(tmp) / "diagnose.yaml"
+        diagnose.write_text(diagnose_config(scenario, sim_url, kubeconfig))
         config = demo_config(scenario, sim_url, f"{host}:{port}", kubeconfig)
 
         def announce(url: str) -> None:
@@ -57,6 +76,7 @@ async def _run(scenario_name: str, host: str, port: int) -> int:
                 f"  metrics:    {url}/metrics\n"
                 f"  status:     {url}/\n"
                 f"  simulator:  {sim_url} (Azure Resource Manager + Azure Monitor)\n"
+                f"  diagnose:   snat-exporter diagnose --config {diagnose}\n"
                 "SNAT series appear after the first collection (a few seconds). Ctrl-C stops.\n",
                 flush=True,
             )

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import html
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -144,9 +145,11 @@ class Exporter:
         await self._runner.setup()
         bind_host, bind_port = self.config.listen
         # The front door serves the socket (connection cap, timeouts, rotating TLS) with aiohttp behind it.
-        actual = await self.door.listen(
-            self._runner, host if host is not None else bind_host, port if port is not None else bind_port
-        )
+        host, port = host if host is not None else bind_host, port if port is not None else bind_port
+        try:
+            actual = await self.door.listen(self._runner, host, port)
+        except OSError as err:
+            raise ListenError(host, port, err) from err
         shown = "127.0.0.1" if actual[0] in ("0.0.0.0", "::") else actual[0]
         shown = f"[{shown}]" if ":" in shown else shown
         self.url = f"{self.door.scheme}://{shown}:{actual[1]}"
@@ -161,6 +164,16 @@ class Exporter:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+class ListenError(Exception):
+    """The HTTP server cannot bind its address (in use, not local, a privileged port): a user's mistake to report
+    in one line, not a crash."""
+
+    def __init__(self, host: str, port: int, err: OSError) -> None:
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        shown = f"[{host}]" if ":" in host else host
+        super().__init__(f"cannot listen on {shown}:{port}: {reason[:1].lower()}{reason[1:]}")
 
 
 class SignalWaiter:

@@ -9,6 +9,7 @@ Errors name the field by its dotted path, because "exits 2 with a message that n
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import re
 import types
@@ -230,6 +231,12 @@ def _default_parser(tp: Any) -> Parser:
     raise TypeError(f"no default parser for {tp!r}; give the setting a parse=")
 
 
+def unknown_key(key: str, known: set[str]) -> str:
+    """The message for a key no setting has: the likeliest typo fix, else every key the section knows."""
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"unknown key; did you mean {close[0]}?" if close else f"unknown key (known: {', '.join(sorted(known))})"
+
+
 def build_section(cls: type[T], raw: Any, path: str, problems: list[tuple[str, str]]) -> T:
     """Build ``cls`` from a mapping, appending every problem (unknown keys, bad values) to ``problems``."""
     hints = _resolve_types(cls)
@@ -242,7 +249,7 @@ def build_section(cls: type[T], raw: Any, path: str, problems: list[tuple[str, s
     for key in raw:
         if key not in known:
             where = f"{path}.{key}" if path else str(key)
-            problems.append((where, f"unknown key (known: {', '.join(sorted(known))})"))
+            problems.append((where, unknown_key(str(key), known)))
     values: dict[str, Any] = {}
     for f in fields(cls):  # type: ignore[arg-type]
         where = f"{path}.{f.name}" if path else f.name
@@ -289,7 +296,8 @@ def apply_overrides(raw: dict[str, Any], cls: type, overrides: Mapping[str, Any]
     problems = []
     for path, value in overrides.items():
         if path not in known:
-            problems.append((path, "unknown setting"))
+            close = difflib.get_close_matches(path, known, n=1)
+            problems.append((path, f"unknown setting; did you mean {close[0]}?" if close else "unknown setting"))
             continue
         node = raw
         *parents, leaf = path.split(".")

@@ -106,10 +106,10 @@ def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
     assert config.azure.top == 500  # file beats the default
 
 
-def test_env_var_with_a_bad_value_names_the_field() -> None:
+def test_env_var_with_a_bad_value_names_the_variable_and_the_field() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, environ={"SNAT_EXPORTER_CONNTRACK_TOP_K": "many"})
-    assert info.value.problems[0][0] == "conntrack.top_k"
+    assert info.value.problems[0][0] == "SNAT_EXPORTER_CONNTRACK_TOP_K (conntrack.top_k)"
 
 
 def test_unknown_set_flag_names_the_setting(capsys) -> None:

@@ -8,6 +8,7 @@ else by the subscription and node resource group that hold the cluster's load ba
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,11 +73,23 @@ class PrometheusSource:
     async def _query(self, session: aiohttp.ClientSession, promql: str) -> list[dict[str, Any]]:
         try:
             async with session.get(f"{self.url}/api/v1/query", params={"query": promql}) as resp:
-                body = await resp.json(content_type=None)
+                raw = await resp.read()
+                status, reason, content_type = resp.status, resp.reason, resp.content_type
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             raise PrometheusError(f"cannot query {self.url}: {type(e).__name__}: {e}") from None
-        if not isinstance(body, dict) or body.get("status") != "success":
-            error = body.get("error") if isinstance(body, dict) else body
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        # Prometheus answers every query, failed ones too (400, 422, 503), with {"status": ...}: anything else is
+        # another server (the exporter's own URL, a UI, a proxy's error page), and saying so beats a JSON error.
+        if not isinstance(body, dict) or "status" not in body:
+            answer = " ".join(str(part) for part in (status, reason) if part)
+            raise PrometheusError(
+                f"{self.url} is not the Prometheus HTTP API: GET /api/v1/query answered HTTP {answer} ({content_type})"
+            )
+        if body.get("status") != "success":
+            error = body.get("error")
             raise PrometheusError(f"{self.url} refused {promql!r}: {error}")
         result = body["data"]["result"]
         return result if isinstance(result, list) else []

@@ -129,7 +129,9 @@ async def test_idle_flood_under_the_fd_limit_never_keeps_a_scraper_out(tmp_path)
     log_path = tmp_path / "exporter.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "snat_exporter", "serve", "--listen", "127.0.0.1:0"],
+            # One collector that needs no peer (serve refuses to run with none); an hour between its runs.
+            [sys.executable, "-m", "snat_exporter", "serve", "--listen", "127.0.0.1:0"]
+            + ["--set", "conntrack.enabled=true", "--set", "conntrack.interval=1h"],
             stderr=log,
             stdout=log,
             preexec_fn=_limit_fds,

@@ -68,7 +68,14 @@ class Watchlist:
         }:
             log.info(
                 "watching Azure resources",
-                extra={"resources": ",".join(t.resource.name for t in found.targets) or "none"},
+                # type/name, as the resource_type and resource labels say it: AKS names its load balancer
+                # "kubernetes", which alone reads as if Kubernetes were watched.
+                extra={
+                    "resources": ",".join(
+                        f"{RESOURCE_TYPE_LABEL[t.resource.kind]}/{t.resource.name}" for t in found.targets
+                    )
+                    or "none"
+                },
             )
         self.discovery = found
         self.failure = None

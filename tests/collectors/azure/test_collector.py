@@ -8,6 +8,7 @@ A FakeClock is shared by the simulator and the exporter, so "a minute later" is 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -445,3 +446,12 @@ async def test_exposition_passes_promtool(rig_factory) -> None:
     assert "azure_lb_snat_connections_total" in text
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_the_watched_resources_log_line_names_their_type(rig_factory, caplog) -> None:
+    # AKS calls its load balancer "kubernetes": alone, `resources=kubernetes` read as if Kubernetes were watched.
+    caplog.set_level(logging.INFO, logger="snat_exporter")
+    rig = await rig_factory("steady")
+    assert await rig.runner.run_once()
+    (record,) = [r for r in caplog.records if r.getMessage() == "watching Azure resources"]
+    assert record.resources == "load_balancer/kubernetes"
