@@ -203,3 +203,28 @@ async def test_fuzzed_headers_through_http(running: Running) -> None:
             s.get(running.url + "/metrics", headers={"Authorization": header}) as resp,
         ):
             assert resp.status == 401, header
+
+
+async def test_the_cache_is_bounded_least_recently_used_first() -> None:
+    from prometheus_client.registry import CollectorRegistry
+
+    from snat_exporter.web.kubeauth import ApiReviewer
+    from snat_exporter.web.settings import HttpConfig
+
+    asked: list[str] = []
+
+    class Reviewer(ApiReviewer):
+        def review(self, token: str, path: str) -> Verdict:
+            asked.append(token)
+            return Verdict.ALLOWED
+
+    auth = KubernetesAuth(
+        Reviewer(lambda: None, 1.0),  # type: ignore[arg-type, return-value]
+        HttpConfig(auth_cache_size=2),
+        CollectorRegistry(),
+        clock=FakeClock(0.0),
+    )
+    for token in ("a", "b", "a", "c", "a", "b"):
+        assert await auth.verdict("/metrics", bearer(token)) is Verdict.ALLOWED
+    # c pushed out b (a was used since); b is asked again, a never twice.
+    assert asked == ["a", "b", "c", "b"]

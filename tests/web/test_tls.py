@@ -154,3 +154,24 @@ def test_allowed_sans_match_exactly(tmp_path: Path) -> None:
     assert not tls.peer_allowed({"subjectAltName": (("DNS", "*.prometheus"),)})
     assert not tls.peer_allowed({"subject": ((("commonName", "prometheus"),),)})  # the CN is not a SAN
     assert not tls.peer_allowed(None)
+
+
+async def test_min_and_max_version_bound_the_handshake(tmp_path: Path) -> None:
+    ca = CA()
+    ca_file = ca.write(tmp_path / "ca.pem")
+    ca.issue("localhost", dns=("localhost",)).write(tmp_path / "tls.crt", tmp_path / "tls.key")
+    web = tmp_path / "web.yml"
+    web.write_text("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  min_version: TLS13\n")
+    exporter = Exporter(load_config(None, environ={}, overrides={"web_config_file": str(web)}), collectors=[])
+    url = (await exporter.start(host="127.0.0.1", port=0, background=False)).replace("127.0.0.1", "localhost")
+    try:
+        tls12 = ssl.create_default_context(cafile=str(ca_file))
+        tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+        with pytest.raises(aiohttp.ClientError):
+            async with aiohttp.ClientSession() as s, s.get(url + "/healthz", ssl=tls12) as resp:
+                await resp.read()
+        tls13 = ssl.create_default_context(cafile=str(ca_file))
+        async with aiohttp.ClientSession() as s, s.get(url + "/healthz", ssl=tls13) as resp:
+            assert resp.status == 200
+    finally:
+        await exporter.stop()
