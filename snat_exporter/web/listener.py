@@ -189,11 +189,11 @@ class Listener:
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        self._previous_handler = loop.get_exception_handler()
-        loop.set_exception_handler(self._exception_handler)
         self._server = await loop.create_server(
             lambda: _Connection(self), host, port, family=socket.AF_UNSPEC, reuse_address=True
         )
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._exception_handler)
         address = self._server.sockets[0].getsockname()
         return str(address[0]), int(address[1])
 
