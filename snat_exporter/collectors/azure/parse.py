@@ -251,7 +251,9 @@ def parse_series_json(
             return None
         dims.append((lowered, label))
     key = aggregation.lower()
-    data = element.get("data") or ()
+    data = element.get("data")
+    if data is None:
+        data = []  # a series without minutes: legal, and not the same as a malformed one ([] is falsy)
     if not isinstance(data, list):
         raise MalformedResponse("data is not a list")
     points: list[Point] = []

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Self
 
 from snat_exporter.identity import EBPF_HOST_ROUTING_LABEL, NodeInfo, PodInfo
+from snat_exporter.labels import is_label_text
 
 POOL_LABELS = ("kubernetes.azure.com/agentpool", "agentpool")
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -102,6 +103,16 @@ class Index:
         # being deleted.
         self._created: dict[tuple[str, str], float] = {}
         self._terminating: set[tuple[str, str]] = set()
+        # Objects whose names cannot be label values (every collector exports them): not indexed, counted. Kept
+        # across relists (adopt adds the fresh index's count), so it only grows.
+        self.rejected = 0
+
+    def _refuse(self, *texts: str) -> bool:
+        """True (and counted) when one of an object's names cannot be a label value: it claims no IP then."""
+        if all(is_label_text(t) for t in texts):
+            return False
+        self.rejected += 1
+        return True
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -198,6 +209,7 @@ class Index:
         """Take over the contents of ``fresh`` in one step, so lookups answer from the old data until then."""
         with self._lock:
             self._swap(fresh)
+            self.rejected += fresh.rejected
 
     def replace(self, objs: Iterable[Mapping[str, Any]]) -> None:
         fresh = self.empty()
@@ -234,6 +246,8 @@ class NodeIndex(Index):
                 _intern(str(a["address"])) for a in addresses if a.get("type") == "InternalIP" and a.get("address")
             )
         )
+        if self._refuse(info.name, info.pool, info.zone, *ips):  # the InternalIP is a label of snat_kube_node_info
+            return (), info
         return ips, info
 
     @staticmethod
@@ -283,6 +297,8 @@ class PodIndex(Index):
         if not ips:
             return (), None
         kind, workload = owner_workload(obj)
+        if self._refuse(key[0], key[1], workload, kind):
+            return (), None
         info = PodInfo(namespace=key[0], name=key[1], workload=_intern(workload), workload_kind=_intern(kind))
         return ips, info
 

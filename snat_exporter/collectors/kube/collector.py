@@ -21,7 +21,13 @@ from snat_exporter.collectors.base import CollectError, CollectorContext
 from snat_exporter.collectors.kube.cache import KubeIdentity, NodeIndex, PodIndex
 from snat_exporter.collectors.kube.client import api_client
 from snat_exporter.collectors.kube.config import KubernetesConfig
-from snat_exporter.collectors.kube.metrics import CACHE_OBJECTS, LAST_SYNC, NODE_INFO, WATCH_RESTARTS
+from snat_exporter.collectors.kube.metrics import (
+    CACHE_OBJECTS,
+    LAST_SYNC,
+    NODE_INFO,
+    REJECTED_OBJECTS,
+    WATCH_RESTARTS,
+)
 from snat_exporter.collectors.kube.watch import Backoff, Reflector
 from snat_exporter.config import Config
 from snat_exporter.snapshot import Families, Snapshot
@@ -148,6 +154,7 @@ class KubeCollector:
         for reflector in self.reflectors:
             labels = {"resource": reflector.resource}
             f.add(CACHE_OBJECTS, labels, len(reflector.index))
+            f.add(REJECTED_OBJECTS, labels, reflector.index.rejected)
             if reflector.last_sync is not None:
                 f.add(LAST_SYNC, labels, reflector.last_sync)
         return Snapshot(f.build())

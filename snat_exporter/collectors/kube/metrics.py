@@ -31,6 +31,14 @@ WATCH_RESTARTS = MetricSpec(
     ("resource", "reason"),
     source=SOURCE,
 )
+REJECTED_OBJECTS = MetricSpec(
+    "snat_exporter_kube_rejected_objects_total",
+    "counter",
+    "Nodes and pods not indexed because a name, namespace, node pool, zone, workload or InternalIP cannot be a "
+    "label value (a lone surrogate, a control character, kilobytes of text), by resource. Their IPs stay bare.",
+    ("resource",),
+    source=SOURCE,
+)
 LAST_SYNC = MetricSpec(
     "snat_exporter_kube_last_sync_timestamp_seconds",
     "gauge",
@@ -40,4 +48,4 @@ LAST_SYNC = MetricSpec(
     source=SOURCE,
 )
 
-SPECS = (NODE_INFO, CACHE_OBJECTS, WATCH_RESTARTS, LAST_SYNC)
+SPECS = (NODE_INFO, CACHE_OBJECTS, WATCH_RESTARTS, REJECTED_OBJECTS, LAST_SYNC)

@@ -404,3 +404,23 @@ def test_a_minute_within_clock_skew_is_not_from_the_future() -> None:
     body = _hostile_answer()
     late = parse_metrics_json(body["value"], "Total", now=ts("2099-01-01T09:57:00Z"))["snatconnectioncount"]
     assert "future" not in dict(late.rejected)
+
+
+def test_a_series_without_minutes_is_not_a_malformed_batch_answer() -> None:
+    """Found by tests/fuzz/test_hostile_values.py: `"data": []` (legal: a backend with no minute in the window)
+    made the whole getBatch answer malformed, every resource of the call with it."""
+    value = [
+        {
+            "name": {"value": "UsedSnatPorts"},
+            "errorCode": "Success",
+            "timeseries": [
+                {"metadatavalues": [{"name": {"value": "BackendIPAddress"}, "value": "10.0.0.1"}], "data": []},
+                {
+                    "metadatavalues": [{"name": {"value": "BackendIPAddress"}, "value": "10.0.0.2"}],
+                    "data": [{"timeStamp": "2026-11-22T10:00:00Z", "average": 3.0}],
+                },
+            ],
+        }
+    ]
+    results = parse_batch({"values": [{"resourceid": NAT, "value": value}]}, "Average")[NAT.lower()]
+    assert [len(s.points) for s in results["usedsnatports"].series] == [0, 1]
