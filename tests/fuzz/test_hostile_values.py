@@ -20,14 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from snat_exporter.catalogue import Families, MetricSpec
+from snat_exporter.catalogue import MetricSpec
 from snat_exporter.collectors.azure.parse import FUTURE_SLACK, MAX_VALUE, parse_batch, parse_metrics_json
 from snat_exporter.collectors.kube.cache import KubeIdentity, NodeIndex, PodIndex
 from snat_exporter.collectors.kube.metrics import NODE_INFO
-from snat_exporter.exposition import render_snapshot
 from snat_exporter.labels import is_label_text
-from snat_exporter.simulator.kubeapi import node_object, pod_object
-from snat_exporter.store import Snapshot
+from snat_exporter.render import render_snapshot
+from snat_exporter.simulator.kubeobjects import node_object, pod_object
+from snat_exporter.snapshot import Families, Snapshot
 
 FUZZ = settings(max_examples=150, deadline=1000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
