@@ -10,8 +10,7 @@ defaults (``make generate`` is ``snat-exporter generate --out .``):
   (:mod:`.deploy`);
 - ``deploy/azure/``: the rules as Azure Monitor managed Prometheus rule groups, ARM template and Bicep
   (:mod:`.azure_rules`);
-- ``docs/configuration.md``, ``docs/metrics.md`` (:mod:`.docs`), and README.md's generated tables when ``DIR``
-  has a README.md with the markers.
+- ``docs/configuration.md``, ``docs/metrics.md`` (:mod:`.docs`), which the README links to.
 """
 
 from __future__ import annotations
@@ -39,8 +38,8 @@ def require_extra() -> None:
         )
 
 
-def render(mixin: MixinConfig, out: Path) -> Files:
-    """Every generated file (path relative to ``out``) and its exact content."""
+def render(mixin: MixinConfig) -> Files:
+    """Every generated file (path relative to the output directory) and its exact content."""
     require_extra()
     from snat_exporter.generate import dashboards  # needs the `generate` extra (Grafana Foundation SDK)
 
@@ -52,9 +51,6 @@ def render(mixin: MixinConfig, out: Path) -> Files:
     files.update(deploy.render(files, folder=mixin.dashboards.folder))
     files.update(azure_rules.render(mixin))
     files.update(docs.render())
-    readme = out / docs.README
-    if readme.is_file() and docs.README_MARKER in readme.read_text():
-        files[docs.README] = docs.readme_md(readme.read_text())
     return files
 
 

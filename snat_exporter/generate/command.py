@@ -14,7 +14,7 @@ def run_generate(config: str | None, out: Path, *, check: bool = False) -> int:
     """0 written (or up to date with ``check``), 1 ``check`` found differences, 2 a generator refused its input."""
     mixin = load_mixin(config)  # ConfigError (exit 2, naming the field) propagates to the CLI
     try:
-        files = render(mixin, out)
+        files = render(mixin)
     except GenerateError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

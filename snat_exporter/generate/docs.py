@@ -1,4 +1,4 @@
-"""The reference tables generated from code: ``docs/configuration.md``, ``docs/metrics.md`` and README's tables.
+"""The reference tables generated from code: ``docs/configuration.md`` and ``docs/metrics.md``.
 
 Run ``make generate`` after changing a setting or a metric; a test fails while the committed files differ.
 """
@@ -127,22 +127,6 @@ def mixin_md() -> str:
 
 
 GENERATED = {"configuration.md": configuration_md, "metrics.md": metrics_md, "mixin.md": mixin_md}
-
-README = PurePosixPath("README.md")
-README_MARKER = "<!-- BEGIN GENERATED: "
-README_SECTIONS = {"configuration": configuration_table, "metrics": metrics_table}
-
-
-def readme_md(text: str) -> str:
-    """README.md with each ``<!-- BEGIN GENERATED: name -->`` ... ``<!-- END GENERATED: name -->`` block rewritten."""
-    for name, render in README_SECTIONS.items():
-        begin, end = f"<!-- BEGIN GENERATED: {name} -->", f"<!-- END GENERATED: {name} -->"
-        head, sep, rest = text.partition(begin)
-        _, sep2, tail = rest.partition(end)
-        if not sep or not sep2:
-            raise ValueError(f"README.md lacks the {begin} ... {end} markers")
-        text = head + begin + "\n" + "\n".join(render()) + "\n" + end + tail
-    return text
 
 
 def render() -> dict[PurePosixPath, str]:

@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 
 
 def test_committed_tree_is_a_fresh_generation_with_the_defaults() -> None:
-    problems = differences(ROOT, render(load_mixin(), ROOT))
+    problems = differences(ROOT, render(load_mixin()))
     assert not problems, "\n".join(problems) + "\nrun: make generate"
 
 
