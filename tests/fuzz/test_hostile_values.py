@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from snat_exporter.catalogue import MetricSpec
-from snat_exporter.collectors.azure.parse import FUTURE_SLACK, MAX_VALUE, parse_batch, parse_metrics_json
+from snat_exporter.collectors.azure.parse import FUTURE_SLACK, MAX_VALUE
+from snat_exporter.collectors.azure.parse_batch import parse_batch, parse_metrics_json
 from snat_exporter.collectors.kube.cache import KubeIdentity, NodeIndex, PodIndex
 from snat_exporter.collectors.kube.metrics import NODE_INFO
 from snat_exporter.labels import is_label_text

@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snat_exporter.collectors.azure import discovery
-from snat_exporter.collectors.azure.parse import MalformedResponse, parse_batch, parse_metrics_json, parse_response
+from snat_exporter.collectors.azure.parse import MalformedResponse, parse_response
+from snat_exporter.collectors.azure.parse_batch import parse_batch, parse_metrics_json
 from snat_exporter.collectors.conntrack.parse import (
     MalformedError,
     NetlinkErrorReply,

@@ -24,13 +24,8 @@ from snat_exporter.collectors.azure.client import OPERATION, AzureClients
 from snat_exporter.collectors.azure.config import AzureConfig
 from snat_exporter.collectors.azure.discovery import Target
 from snat_exporter.collectors.azure.errors import describe
-from snat_exporter.collectors.azure.parse import (
-    MetricResult,
-    format_timespan,
-    load_batch_json,
-    parse_batch,
-    parse_response,
-)
+from snat_exporter.collectors.azure.parse import MetricResult, format_timespan, parse_response
+from snat_exporter.collectors.azure.parse_batch import load_batch_json, parse_batch
 from snat_exporter.collectors.azure.planning import BatchJob
 from snat_exporter.collectors.azure.queries import MetricQuery
 

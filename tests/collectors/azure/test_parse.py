@@ -23,12 +23,10 @@ from snat_exporter.collectors.azure.parse import (
     MalformedResponse,
     Point,
     format_timespan,
-    load_batch_json,
     merge_minutes,
-    parse_batch,
-    parse_metrics_json,
     parse_response,
 )
+from snat_exporter.collectors.azure.parse_batch import load_batch_json, parse_batch, parse_metrics_json
 from snat_exporter.collectors.azure.queries import LB_METRICS, NAT_METRICS, plan, protocol
 from tests.conftest import AZURE_EXAMPLES, ROOT, azure_example
 
