@@ -14,6 +14,7 @@ docs/reliability.md lists the same rows with what the user sees.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -38,6 +39,7 @@ from snat_exporter.server import Exporter
 from snat_exporter.simulator import Fault, Simulator, exporter_settings, load_scenario
 from snat_exporter.simulator.kubeapi import KubeApiServer
 from snat_exporter.simulator.kubeobjects import node_object, write_kubeconfig
+from tests.collectors.azure.hostile import HostileProxy, set_dimension, set_timestamps, set_values
 from tests.conftest import FakeClock, is_root, wait_until
 from tests.reliability.harness import (
     SCRAPE_BUDGET,
@@ -63,7 +65,7 @@ class Row:
     hits one metric only (``metric_code`` is then the code counted in snat_exporter_azure_metric_errors_total)."""
 
     id: str
-    area: str  # azure | azure_credential | kube_at_start | kube_resume | kube_outage | kernel_* | process_sigterm
+    area: str  # azure | azure_credential | azure_hostile | kube_* | kernel_* | process_sigterm
     fault: Fault | None = None
     reason: str | None = None
     metric_code: str | None = None
@@ -75,6 +77,11 @@ class Row:
 
 USED = "UsedSnatPorts"
 THROTTLED = ("snat_exporter_azure_throttled_requests_total", ())
+
+
+def rejected(reason: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return ("snat_exporter_azure_rejected_values_total", (("reason", reason),))
+
 
 ROWS = [
     # ---- Azure Monitor, through the Azure SDK against the simulator (default config: getBatch, then Metrics List)
@@ -94,6 +101,18 @@ ROWS = [
     Row("azure-empty-timeseries", "azure", Fault("empty_timeseries", metric=USED), metric_code="no_data"),
     Row("azure-minutes-without-values", "azure", Fault("empty_minutes", metric=USED, minutes=None),
         metric_code="no_data"),
+    # ---- legal but hostile Azure answers (issue 15), rewritten by a proxy on the wire: the collection succeeds,
+    # the one point or series is dropped and counted, and the next normal cycle serves every series
+    Row("azure-minutes-from-the-future", "azure_hostile", counted=rejected("future"),
+        params={"rewrite": set_timestamps("SnatConnectionCount", "2099-01-01T00:00:00Z")}),
+    Row("azure-negative-total", "azure_hostile", counted=rejected("negative"),
+        params={"rewrite": set_values("SnatConnectionCount", "total", -8.0)}),
+    Row("azure-total-of-1e308", "azure_hostile", counted=rejected("too_large"),
+        params={"rewrite": set_values("SnatConnectionCount", "total", 1e308)}),
+    Row("azure-nan-in-one-series", "azure_hostile", counted=rejected("non_finite"),
+        params={"rewrite": set_values(USED, "average", float("nan"), series=0, newest_only=True)}),
+    Row("azure-lone-surrogate-in-a-label", "azure_hostile", counted=rejected("bad_label"),
+        params={"rewrite": set_dimension(USED, "BackendIPAddress", "10.0.0.\ud800"), "drops_series": True}),
     Row("azure-token-acquisition-fails", "azure_credential", reason="auth",
         says=("ClientAuthenticationError", "AADSTS7000215")),
     # ---- Kubernetes, through the official client against the fake API server
@@ -623,8 +642,62 @@ async def process_sigterm(row: Row, clock: FakeClock, tmp_path: Path, monkeypatc
         await sim.stop()
 
 
+# ------------------------------------------------------------------------------------ hostile Azure answers
+
+
+def counters(s: Scrape) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (n, tuple(sorted(labels.items()))): v
+        for n, labels, v in s.samples
+        if n.startswith("azure_") and n.endswith("_total")
+    }
+
+
+async def azure_hostile(row: Row, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pages:
+    scenario = load_scenario("exhaustion")
+    sim = Simulator(scenario, clock=clock)
+    proxy = HostileProxy(await sim.start("127.0.0.1", 0))
+    settings = {**exporter_settings(scenario, await proxy.start()), "azure.timeout": "2s"}
+    exporter = Exporter(load_config(None, environ={}, overrides=settings), clock=clock)
+    url = await exporter.start(host="127.0.0.1", port=0, background=False)
+    runner = exporter.runners["azure"]
+    try:
+        async with aiohttp.ClientSession() as session:
+            assert await runner.run_once(), exporter.store.get("azure").last_error
+            good = await scrape(session, url)
+            assert len(good.find("azure_lb_snat_ports_used")) == 12
+
+            proxy.hit(row.params["rewrite"])
+            clock.advance(60)
+            ok, during = await scrape_during(runner.run_once(), lambda: proxy.rewritten > 0, session, url)
+            assert during.seconds < SCRAPE_BUDGET, f"/metrics took {during.seconds:.2f}s during the fault"
+            assert ok, exporter.store.get("azure").last_error  # contained: the collection itself succeeds
+            assert proxy.rewritten == 1, "the hostile answer was served"
+            after = await scrape(session, url)
+            assert counted(after, row) >= 1
+            assert after.value("snat_exporter_collector_stale", collector="azure") == 0
+            before = counters(good)
+            for key, value in counters(after).items():
+                assert math.isfinite(value) and value >= before.get(key, 0.0), (key, before.get(key), value)
+            expected = 11 if row.params.get("drops_series") else 12
+            assert len(after.find("azure_lb_snat_ports_used")) == expected
+
+            clock.advance(60)  # the next normal cycle serves every series again
+            assert await runner.run_once(), exporter.store.get("azure").last_error
+            healed = await scrape(session, url)
+            assert len(healed.find("azure_lb_snat_ports_used")) == 12
+            assert healed.value("snat_exporter_collector_stale", collector="azure") == 0
+            assert all(math.isfinite(v) for v in counters(healed).values())
+            return await pages_of(session, url, exporter)
+    finally:
+        await exporter.stop()
+        await proxy.stop()
+        await sim.stop()
+
+
 DRIVERS: dict[str, Callable[[Row, FakeClock, Path, pytest.MonkeyPatch], Any]] = {
     "azure": azure,
+    "azure_hostile": azure_hostile,
     "azure_credential": azure,
     "kube_at_start": kube_at_start,
     "kube_resume": kube_resume,
