@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from snat_exporter.collectors import COLLECTORS
+from snat_exporter.collectors import start_order
 from snat_exporter.config import Config, load_config
 from snat_exporter.logs import setup_logging
 from snat_exporter.settings import ConfigError, parse_listen
@@ -53,8 +53,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _load(args, args.config)
     if not config.enabled_collectors:
+        switches = ", ".join(f"{row.name}.enabled" for row in start_order(Config.collectors()))
         print(
-            f"error: no collector is enabled: set {', '.join(f'{c}.enabled' for c in COLLECTORS)} to true "
+            f"error: no collector is enabled: set {switches} to true "
             "in the config file (see docs/configuration.md) or with --set",
             file=sys.stderr,
         )

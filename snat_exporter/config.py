@@ -14,7 +14,9 @@ from typing import Any
 
 import yaml
 
+from snat_exporter.collectors import CollectorRow, collector_section, collector_table
 from snat_exporter.collectors.azure.config import AzureConfig
+from snat_exporter.collectors.base import CollectorSection
 from snat_exporter.collectors.conntrack.config import ConntrackConfig
 from snat_exporter.collectors.kube.config import KubernetesConfig
 from snat_exporter.settings import (
@@ -53,9 +55,12 @@ class Config:
         parse=parse_choice(*AUTH_CHOICES),
     )
     http: HttpConfig = setting(default_factory=HttpConfig, doc="HTTP server limits.")
-    azure: AzureConfig = setting(default_factory=AzureConfig, doc="Azure Monitor collector.")
-    kubernetes: KubernetesConfig = setting(default_factory=KubernetesConfig, doc="Kubernetes identity.")
-    conntrack: ConntrackConfig = setting(default_factory=ConntrackConfig, doc="Node conntrack collector.")
+    # The collector table: one row per collector (its section, package and role); see snat_exporter/collectors.
+    azure: AzureConfig = collector_section(AzureConfig, "azure", "Azure Monitor collector.")
+    kubernetes: KubernetesConfig = collector_section(
+        KubernetesConfig, "kube", "Kubernetes identity.", provides_identity=True
+    )
+    conntrack: ConntrackConfig = collector_section(ConntrackConfig, "conntrack", "Node conntrack collector.")
 
     def validate(self) -> Iterator[tuple[str, str]]:
         if self.web_config_file is None:
@@ -70,9 +75,17 @@ class Config:
         except ConfigError as e:
             yield from e.problems
 
+    @classmethod
+    def collectors(cls) -> tuple[CollectorRow, ...]:
+        return collector_table(cls)
+
+    def section(self, row: CollectorRow) -> CollectorSection:
+        section: CollectorSection = getattr(self, row.name)
+        return section
+
     @property
     def enabled_collectors(self) -> list[str]:
-        return [name for name in ("azure", "kubernetes", "conntrack") if getattr(self, name).enabled]
+        return [row.name for row in self.collectors() if self.section(row).enabled]
 
 
 # A config file is a few kilobytes; more is not one (and reading it whole would hold it in memory).

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from prometheus_client import Counter
 from prometheus_client.registry import CollectorRegistry
 
-from snat_exporter.collectors import COLLECTORS, factory_module
-from snat_exporter.collectors.base import CollectError, Collector, CollectorContext
+from snat_exporter.collectors import start_order
+from snat_exporter.collectors.base import CollectError, Collector, CollectorContext, IdentitySource
 from snat_exporter.config import Config
 from snat_exporter.identity import Identity, NoIdentity
 from snat_exporter.logs import redact
@@ -189,9 +189,11 @@ class Runner:
 
 
 class Collection:
-    """Every enabled collector with its runner and its state in the store: created, started and stopped together.
+    """Every enabled collector with its runner and its state in the store: created from the collector table
+    (:meth:`Config.collectors`), started and stopped together.
 
-    ``collectors``: given instead of created from the config (tests); each borrows the config section of its name.
+    ``collectors``: given instead of created from the config (tests); each is scheduled by the config section of
+    its name.
     """
 
     def __init__(
@@ -211,37 +213,38 @@ class Collection:
         self.errors = COLLECTOR_ERRORS.counter(registry)
         self.identity: Identity = NoIdentity()
         self.collectors: list[Collector] = collectors if collectors is not None else self._create_collectors()
+        sections = {row.name: config.section(row) for row in config.collectors()}
         self.runners: dict[str, Runner] = {}
         for collector in self.collectors:
-            section = getattr(config, collector.name, None)
-            interval = getattr(section, "interval", 15.0)
-            state = self.store.register(collector.name, interval, getattr(section, "max_age", 10 * interval))
+            section = sections[collector.name]
+            state = self.store.register(collector.name, section.interval, section.max_age)
             self.runners[collector.name] = Runner(
                 collector,
                 state,
                 self.errors,
-                timeout=getattr(section, "timeout", interval),
+                timeout=section.timeout,
                 clock=clock,
                 pause_for_scrapes=self.scrapes.checkpoint,
             )
         self._tasks: list[asyncio.Task[None]] = []
 
+    def _context(self) -> CollectorContext:
+        return CollectorContext(
+            registry=self.registry, identity=self.identity, clock=self.clock, pause_for_scrapes=self.scrapes.checkpoint
+        )
+
     def _create_collectors(self) -> list[Collector]:
         out: list[Collector] = []
-        for name in COLLECTORS:
-            if not getattr(self.config, name).enabled:
+        for row in start_order(self.config.collectors()):
+            section = self.config.section(row)
+            if not section.enabled:
                 continue
-            context = CollectorContext(
-                registry=self.registry,
-                identity=self.identity,
-                clock=self.clock,
-                pause_for_scrapes=self.scrapes.checkpoint,
-            )
-            collector = factory_module(name).create(self.config, context)
-            # The Kubernetes collector is also the identity lookup of the collectors created after it.
-            lookup = getattr(collector, "identity", None)
-            if lookup is not None:
-                self.identity = lookup
+            collector = row.factory()(section, self._context())
+            if row.provides_identity:
+                # The lookup the collectors created after it receive in their context.
+                if not isinstance(collector, IdentitySource):
+                    raise TypeError(f"collector {row.name} is marked provides_identity but has no identity lookup")
+                self.identity = collector.identity
             out.append(collector)
         return out
 

@@ -48,9 +48,11 @@ def setting(
     default_factory: Callable[[], Any] | None = None,
     env: bool = True,
     example: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Declare a config field. ``parse`` turns a raw YAML/env value into the typed value or raises ValueError."""
-    meta = {"setting": SettingInfo(doc=doc, parse=parse, env=env, example=example)}
+    """Declare a config field. ``parse`` turns a raw YAML/env value into the typed value or raises ValueError.
+    ``metadata``: more for the field's metadata (the collector table marks its sections with it)."""
+    meta = {**(metadata or {}), "setting": SettingInfo(doc=doc, parse=parse, env=env, example=example)}
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import pkgutil
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from snat_exporter import collectors
 from snat_exporter.cli import main
-from snat_exporter.config import load_config
+from snat_exporter.collectors import collector_section, collector_table
+from snat_exporter.config import Config, load_config
 from snat_exporter.settings import ConfigError
 
 SUB = "00000000-0000-0000-0000-000000000001"
@@ -149,3 +153,31 @@ def test_a_config_path_that_is_not_a_regular_file_exits_2_naming_it(tmp_path: Pa
             pytest.fail(f"{' '.join(argv)} with a {kind} as the config file still runs after 20 s")
         assert done.returncode == 2, done.stderr
         assert f"config error: (file): {path} is " in done.stderr and "not a regular file" in done.stderr, done.stderr
+
+
+def test_every_collector_package_is_one_row_of_the_table_with_what_the_runner_reads() -> None:
+    rows = Config.collectors()
+    packages = sorted(info.name for info in pkgutil.iter_modules(collectors.__path__) if info.ispkg)
+    assert sorted(row.package for row in rows) == packages
+    assert [row.name for row in rows if row.provides_identity] == ["kubernetes"]
+    config = load_config(None, environ={})
+    for row in rows:
+        section = config.section(row)
+        assert section.interval > 0 and section.timeout > 0 and section.max_age > 0 and not section.enabled
+        assert callable(row.factory())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Partial:
+    enabled: bool = False
+    interval: float = 15.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Table:
+    partial: _Partial = collector_section(_Partial, "partial", "A section without timeout and max_age.")
+
+
+def test_a_collector_section_without_the_scheduling_fields_is_refused() -> None:
+    with pytest.raises(TypeError, match="timeout, max_age"):
+        collector_table(_Table)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from prometheus_client.registry import CollectorRegistry
 
@@ -34,6 +34,25 @@ class CollectError(Exception):
         self.retry_after = retry_after
 
 
+class CollectorSection(Protocol):
+    """What every collector's config section declares (the runner schedules by it)."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two runs."""
+
+    @property
+    def timeout(self) -> float:
+        """Deadline of one run."""
+
+    @property
+    def max_age(self) -> float:
+        """How long the last good data is served (marked stale) after failures."""
+
+
 class Collector(Protocol):
     name: str
 
@@ -45,6 +64,13 @@ class Collector(Protocol):
 
     async def close(self) -> None:
         """Release clients, sockets and tasks; called once at shutdown."""
+
+
+@runtime_checkable
+class IdentitySource(Collector, Protocol):
+    """A collector that is also the identity lookup of the others (its table row says ``provides_identity``)."""
+
+    identity: Identity
 
 
 @dataclass

@@ -27,7 +27,7 @@ import os
 
 from snat_exporter.collectors.azure import metrics as m
 from snat_exporter.collectors.azure.client import AzureClients, RequestMetrics
-from snat_exporter.collectors.azure.config import ResourceId
+from snat_exporter.collectors.azure.config import AzureConfig, ResourceId
 from snat_exporter.collectors.azure.discovery import Target
 from snat_exporter.collectors.azure.errors import CredentialSetupError, describe, error_reason
 from snat_exporter.collectors.azure.fetching import FALLBACK_REASONS, BatchRefused, Fetcher, SeriesLimit
@@ -39,7 +39,6 @@ from snat_exporter.collectors.azure.series import SeriesState
 from snat_exporter.collectors.azure.shard import Shard, ShardError, resolve_shard
 from snat_exporter.collectors.azure.watchlist import Watchlist
 from snat_exporter.collectors.base import CollectError, CollectorContext
-from snat_exporter.config import Config
 from snat_exporter.settings import ConfigError
 from snat_exporter.snapshot import Snapshot
 
@@ -65,8 +64,8 @@ def _since(results: dict[str, MetricResult], start: float) -> dict[str, MetricRe
 class AzureCollector:
     name = "azure"
 
-    def __init__(self, config: Config, context: CollectorContext):
-        self.cfg = config.azure
+    def __init__(self, section: AzureConfig, context: CollectorContext):
+        self.cfg = section
         self.context = context
         self.clock = context.clock
         registry = context.registry
@@ -287,5 +286,5 @@ class AzureCollector:
         return info.name if info is not None else ""
 
 
-def create(config: Config, context: CollectorContext) -> AzureCollector:
-    return AzureCollector(config, context)
+def create(section: AzureConfig, context: CollectorContext) -> AzureCollector:
+    return AzureCollector(section, context)

@@ -53,7 +53,6 @@ from snat_exporter.collectors.conntrack.parse import (
     parse_proc_stat,
     parse_proc_table,
 )
-from snat_exporter.config import Config
 from snat_exporter.snapshot import Families, Snapshot
 
 log = logging.getLogger("snat_exporter.conntrack")
@@ -398,5 +397,5 @@ def _readable(path: Path) -> tuple[bool, str]:
         return False, f"{path}: {e.strerror}"
 
 
-def create(config: Config, context: CollectorContext) -> ConntrackCollector:
-    return ConntrackCollector(config.conntrack, context)
+def create(section: ConntrackConfig, context: CollectorContext) -> ConntrackCollector:
+    return ConntrackCollector(section, context)

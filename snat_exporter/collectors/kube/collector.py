@@ -29,7 +29,6 @@ from snat_exporter.collectors.kube.metrics import (
     WATCH_RESTARTS,
 )
 from snat_exporter.collectors.kube.watch import Backoff, Reflector
-from snat_exporter.config import Config
 from snat_exporter.snapshot import Families, Snapshot
 
 log = logging.getLogger("snat_exporter.kube")
@@ -169,5 +168,5 @@ class KubeCollector:
             self._client.close()
 
 
-def create(config: Config, context: CollectorContext) -> KubeCollector:
-    return KubeCollector(config.kubernetes, context)
+def create(section: KubernetesConfig, context: CollectorContext) -> KubeCollector:
+    return KubeCollector(section, context)

@@ -28,6 +28,9 @@ class KubernetesConfig:
         "Watch only pods on this node (field selector spec.nodeName). Default: $NODE_NAME when pods is true; "
         "with neither, every pod of the cluster is watched.",
     )
+    interval: float = setting(
+        15.0, "How often the cache's series and health are reported (the cache itself follows the watch events)."
+    )
     timeout: float = setting(30.0, "Deadline of one list request (one page) and of one collector run.")
     watch_timeout: float = setting(
         300.0,
