@@ -20,6 +20,7 @@ from typing import Any
 from snat_exporter.azure_facts import LOAD_BALANCERS, NAT_GATEWAYS
 from snat_exporter.collectors.azure.config import ResourceId
 from snat_exporter.collectors.azure.parse import MalformedResponse
+from snat_exporter.labels import is_label_text
 
 log = logging.getLogger("snat_exporter.azure.discovery")
 
@@ -63,9 +64,18 @@ class Target:
 class Discovery:
     cluster: ClusterInfo | None
     targets: tuple[Target, ...]
+    rejected: tuple[str, ...] = ()  # what ARM named that cannot be a label value (left out), for the log
+
+
+def _labelable(*texts: str) -> bool:
+    return all(is_label_text(t) for t in texts)
 
 
 # ----------------------------------------------------------------------------------------------- pure helpers
+
+
+def _names(r: ResourceId) -> tuple[str, str, str]:
+    return r.name, r.resource_group, r.subscription_id
 
 
 def field(obj: Any, *path: str) -> Any:
@@ -180,7 +190,16 @@ class Discoverer:
             target = by_resource.pop(r, None)
             if target is not None:
                 extra.append(target)
-        return Discovery(info, tuple(found) + tuple(extra))
+        # Names ARM returned become labels of every series: one that cannot be a label value (a lone surrogate, a
+        # control character) leaves out that resource (or the cluster's info series), never the whole block.
+        rejected = [t.resource.uri for t in found if not _labelable(*_names(t.resource))]
+        found = [t for t in found if _labelable(*_names(t.resource))]
+        if info is not None and not _labelable(
+            info.name, info.resource_group, info.subscription_id, info.node_resource_group, info.outbound_type
+        ):
+            rejected.append(f"managed cluster {info.name!r}")
+            info = None
+        return Discovery(info, tuple(found) + tuple(extra), tuple(rejected))
 
     async def _describe_group(self, members: list[ResourceId]) -> list[Target]:
         if len(members) < LIST_FROM:

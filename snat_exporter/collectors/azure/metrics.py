@@ -209,7 +209,9 @@ DOWNWARD_REVISIONS = MetricSpec(
 DISCOVERY_ERRORS = MetricSpec(
     "snat_exporter_azure_discovery_errors_total",
     "counter",
-    "Failed (re-)discoveries of the cluster's outbound resources, by reason; the last known resources stay watched.",
+    "Failed (re-)discoveries of the cluster's outbound resources, by reason; the last known resources stay watched. "
+    "Reason bad_label counts the resources (or the cluster) a discovery left out because ARM named them with text "
+    "that cannot be a label value.",
     ("reason",),
     _SRC,
 )

@@ -61,6 +61,12 @@ class Watchlist:
                 },
             )
             return  # tried again next cycle
+        if found.rejected:
+            self.discovery_errors.labels("bad_label").inc(len(found.rejected))
+            log.warning(
+                "discovery left out what ARM named with text that cannot be a label value",
+                extra={"left_out": ", ".join(ascii(r) for r in found.rejected)[:500]},  # ascii: no surrogate
+            )
         if self.failure is not None:
             log.info("discovery recovered", extra={"resources": len(found.targets)})
         elif self.discovery is None or {t.resource for t in self.discovery.targets} != {

@@ -29,12 +29,15 @@ class HostileProxy:
         self.rewrite: Rewrite | None = None
         self.times: int | None = None  # how many answers the rewrite changes (None: until cleared)
         self.rewritten = 0
+        self.path: re.Pattern[str] | None = None
         self.requests: list[str] = []  # method, path?query and body of every metric request
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
-    def hit(self, rewrite: Rewrite, times: int | None = 1) -> None:
+    def hit(self, rewrite: Rewrite, times: int | None = 1, path: str | None = None) -> None:
+        """Rewrite the next ``times`` metric answers, or with ``path`` (a regex) the ARM answers it matches."""
         self.rewrite, self.times, self.rewritten = rewrite, times, 0
+        self.path = None if path is None else re.compile(path, re.IGNORECASE)
 
     async def start(self) -> str:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -66,7 +69,8 @@ class HostileProxy:
             data = await upstream.read()
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROP}
             status = upstream.status
-        if metric and status == 200 and self.rewrite is not None:
+        wanted = metric if self.path is None else bool(self.path.search(request.path))
+        if wanted and status == 200 and self.rewrite is not None:
             doc = json.loads(data)
             if self.rewrite(doc):
                 data = json.dumps(doc).encode()  # ensure_ascii: a lone surrogate travels as the escape \ud800

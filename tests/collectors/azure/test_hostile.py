@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
@@ -220,3 +221,27 @@ async def test_a_4xx_answer_resets_the_query_window(pair: Pair) -> None:
     window_start = datetime.fromtimestamp(floor_minute(pair.clock() - 600.0), tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     assert _starts(pair.proxy.requests[asked:]) == {window_start}
     assert await pair.data(pair.hostile) == await pair.data(pair.twin)
+
+
+async def test_a_resource_arm_names_with_a_lone_surrogate_is_left_out_not_the_block(pair: Pair) -> None:
+    """The names discovery reads from ARM become labels of every series: one that cannot be a label value leaves
+    out that resource (counted), and the next discovery that reads a good name brings it back."""
+
+    def rename(doc: Any) -> bool:
+        for lb in doc.get("value") or ():
+            lb["name"] = lb["name"] + "\ud800"
+        return bool(doc.get("value"))
+
+    kept = [s for s in await pair.data(pair.hostile) if not s[0].startswith("azure_lb_")]
+    assert kept  # the cluster's info series at least
+    pair.proxy.hit(rename, path=r"/providers/Microsoft\.Network/loadBalancers$")
+    while pair.proxy.rewritten == 0:  # minute by minute to the next discovery (discovery_interval)
+        assert await pair.cycle() == (True, True)
+    during = await pair.data(pair.hostile)  # valid UTF-8 (Side.scrape)
+    assert not [s for s in during if s[0].startswith("azure_lb_")]
+    assert [s for s in during if not s[0].startswith("azure_lb_")] == kept
+    assert await pair.value("snat_exporter_azure_discovery_errors_total", reason="bad_label") == 1
+    for _ in range(10):  # the discovery after reads a good name
+        assert await pair.cycle() == (True, True)
+    # every series is back (a resource left out is forgotten: its counters start again, as after a restart)
+    assert [s[:2] for s in await pair.data(pair.hostile)] == [s[:2] for s in await pair.data(pair.twin)]
