@@ -7,6 +7,7 @@ keeps the IP labels, so a Kubernetes outage never makes data vanish.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +38,10 @@ class Identity(Protocol):
 
     def node_by_name(self, name: str) -> NodeInfo | None: ...
 
+    def cilium_config(self) -> Mapping[str, str] | None:
+        """The data of Cilium's ConfigMap (cilium-config), None while unknown or where there is none."""
+        ...
+
     def pod_by_ip(self, ip: str) -> PodInfo | None: ...
 
 
@@ -47,6 +52,9 @@ class NoIdentity:
         return None
 
     def node_by_name(self, name: str) -> NodeInfo | None:
+        return None
+
+    def cilium_config(self) -> Mapping[str, str] | None:
         return None
 
     def pod_by_ip(self, ip: str) -> PodInfo | None:

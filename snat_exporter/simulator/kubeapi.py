@@ -52,6 +52,7 @@ class KubeApiServer:
         self._continues: dict[str, tuple[int, list[dict[str, Any]]]] = {}
         self._tokens = itertools.count(1)
         self._failure: tuple[int, frozenset[str] | None, int | None, float | None] | None = None
+        self.configmaps: dict[tuple[str, str], dict[str, str]] = {}  # (namespace, name) -> data; GET only
         self.requests: Counter[tuple[str, str]] = Counter()  # (verb "list"/"watch", resource) -> count
         self.watch_versions: list[tuple[str, str | None]] = []  # (resource, resourceVersion asked) per watch
         self._runner: web.AppRunner | None = None
@@ -67,6 +68,7 @@ class KubeApiServer:
         app.router.add_get("/api/v1/nodes", self._handle)
         app.router.add_get("/api/v1/pods", self._handle)
         app.router.add_get("/api/v1/namespaces/{namespace}/pods", self._handle)
+        app.router.add_get("/api/v1/namespaces/{namespace}/configmaps/{name}", self._get_configmap)
         app.router.add_get("/version", self._version)
         self.auth.install(app)
         # handler_cancellation: a watch handler idle on its queue learns at once that the client went away.
@@ -197,6 +199,19 @@ class KubeApiServer:
             message = f"simulated failure {status} ({reason})"
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
         return web.json_response(status_body(status, reason, message, kind=resource), status=status, headers=headers)
+
+    async def _get_configmap(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        self.requests[("get", "configmaps")] += 1
+        failure = self._injected_failure("get", "configmaps")
+        if failure is not None:
+            return failure
+        data = self.configmaps.get((namespace, name))
+        if data is None:
+            message = f'configmaps "{name}" not found'
+            return web.json_response(status_body(404, "NotFound", message, kind="configmaps", name=name), status=404)
+        meta = {"name": name, "namespace": namespace, "resourceVersion": str(self._rv), "uid": str(uuid.uuid4())}
+        return web.json_response({"kind": "ConfigMap", "apiVersion": "v1", "metadata": meta, "data": data})
 
     async def _version(self, request: web.Request) -> web.Response:
         return web.json_response({"major": "1", "minor": "33", "gitVersion": "v1.33.0-snat-exporter-sim"})

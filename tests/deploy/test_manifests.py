@@ -352,11 +352,19 @@ def test_rbac_is_read_only_and_split_by_role(base: list[Obj]) -> None:
     assert exporter == _read(("", "nodes")) | REVIEWS
     # The kube collector derives Deployment/CronJob from owner names: no ReplicaSet or Job reads.
     # Nodes: its own Node object (field selector), whose label says where pod egress is masqueraded.
-    assert agent == _read(("", "pods"), ("", "nodes")) | REVIEWS
+    # Cilium's ConfigMap, by name: the same fact where the label is not set.
+    assert agent == _read(("", "pods"), ("", "nodes")) | REVIEWS | {("", "configmaps", "get")}
     for role in of_kind(base, "ClusterRole") + of_kind(base, "Role"):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], key(role)
-            assert not rule.get("resourceNames") and not rule.get("nonResourceURLs"), key(role)
+            assert not rule.get("nonResourceURLs"), key(role)
+            # resourceNames narrows a get to named objects; the one such rule is the agent's cilium-config read.
+            if rule.get("resourceNames"):
+                assert (rule["resources"], rule["resourceNames"], rule["verbs"]) == (
+                    ["configmaps"],
+                    ["cilium-config"],
+                    ["get"],
+                ), key(role)
     # Every role is bound, and every binding names an existing ServiceAccount.
     accounts = {sa["metadata"]["name"] for sa in of_kind(base, "ServiceAccount")}
     for binding in of_kind(base, "ClusterRoleBinding"):

@@ -23,6 +23,9 @@ class StubIdentity:
 
         return None
 
+    def cilium_config(self) -> dict[str, str] | None:
+        return None
+
     def pod_by_ip(self, ip: str) -> PodInfo | None:
         return self.pods.get(ip)
 

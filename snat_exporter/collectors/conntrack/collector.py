@@ -220,10 +220,11 @@ class ConntrackCollector:
     def _choose_table(self) -> str:
         try:
             node = self.context.identity.node_by_name(self.node)
+            cilium_config = self.context.identity.cilium_config()
         except Exception:  # a lookup bug must not cost the node its flow figures
             log.warning("identity lookup of the node failed", extra={"node": self.node}, exc_info=True)
-            node = None
-        choice = datapath.table_source(self.config.source, node)
+            node, cilium_config = None, None
+        choice = datapath.table_source(self.config.source, node, cilium_config)
         if choice != self._table_choice:
             # Said when it changes: with `auto` the first collections may run before the node object is known.
             log.info(
@@ -232,7 +233,7 @@ class ConntrackCollector:
                     "node": self.node,
                     "table": choice,
                     "configured": self.config.source,
-                    "bpf_masquerade": datapath.masquerades_in_bpf(node),
+                    "bpf_masquerade": datapath.masquerades_in_bpf(node, cilium_config),
                 },
             )
             self._table_choice = choice

@@ -44,8 +44,9 @@ class ConntrackConfig:
         "auto",
         "Where the flow table is read: `netlink` (ctnetlink, needs CAP_NET_ADMIN), `procfs` (/proc/net/nf_conntrack), "
         "`cilium` (Cilium's BPF SNAT maps under conntrack.bpffs, for eBPF host routing), or `auto`: `cilium` "
-        "where the node masquerades in BPF (node label kubernetes.azure.com/ebpf-host-routing=true, from the "
-        "Kubernetes collector), else netlink, then procfs.",
+        "where the node masquerades in BPF (node label kubernetes.azure.com/ebpf-host-routing=true, or the "
+        "cilium-config keys enable-bpf-masquerade / enable-host-legacy-routing, both from the Kubernetes "
+        "collector), else netlink, then procfs.",
         parse=parse_choice("auto", "netlink", "procfs", "cilium"),
     )
     bpffs: str = setting(

@@ -352,6 +352,11 @@ class KubeIdentity:
     def __init__(self, nodes: NodeIndex, pods: PodIndex) -> None:
         self.nodes = nodes
         self.pods = pods
+        # Replaced whole by the collector (one reference assignment: readers never see half a dict).
+        self.cilium: Mapping[str, str] | None = None
+
+    def cilium_config(self) -> Mapping[str, str] | None:
+        return self.cilium
 
     def node_by_ip(self, ip: str) -> NodeInfo | None:
         return self.nodes.get(ip)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubernetes.client import ApiClient, CoreV1Api
+from kubernetes.client.exceptions import ApiException
 
 from snat_exporter.collectors.base import CollectError, CollectorContext
 from snat_exporter.collectors.kube.cache import KubeIdentity, NodeIndex, PodIndex
@@ -58,6 +59,8 @@ class KubeCollector:
         self.restarts = WATCH_RESTARTS.counter(context.registry)
         self.node_name = (config.node_name or environ.get("NODE_NAME") or None) if config.pods else None
         self._client = client
+        self._api: CoreV1Api | None = None
+        self._cilium_said: str | None = None  # the last outcome logged: said once per change
         self._backoff = backoff
         self._setup_error: CollectError | None = None
         self.reflectors: list[Reflector] = []
@@ -76,7 +79,7 @@ class KubeCollector:
             self._setup_error = CollectError("config", f"cannot configure the Kubernetes client: {exc}")
             log.warning("kubernetes client not configured", extra={"error": str(exc)})
             return
-        api = CoreV1Api(self._client)
+        api = self._api = CoreV1Api(self._client)
         common: dict[str, Any] = {
             "page_size": self.config.page_size,
             "list_timeout": self.config.timeout,
@@ -133,6 +136,8 @@ class KubeCollector:
             raise self._setup_error
         # The first run waits for the initial lists (like an informer's WaitForCacheSync), within the run deadline.
         await self._first_attempts(min(10.0, self.config.timeout / 2))
+        if self._reads_cilium_config():
+            await asyncio.to_thread(self._read_cilium_config)
         for reflector in self.reflectors:
             if not reflector.synced:
                 failure = reflector.failure
@@ -157,6 +162,42 @@ class KubeCollector:
             if reflector.last_sync is not None:
                 f.add(LAST_SYNC, labels, reflector.last_sync)
         return Snapshot(f.build())
+
+    def _reads_cilium_config(self) -> bool:
+        return (
+            bool(self.config.cilium_config)
+            and self.node_name is not None
+            and self._api is not None
+            and (self.config.nodes or self.config.own_node)
+        )
+
+    def _read_cilium_config(self) -> None:
+        """One GET of Cilium's ConfigMap. Not found or forbidden: None (the node label still decides); any other
+        failure keeps the last answer. Never fails the run: pod and node identity do not depend on it."""
+        namespace, name = self.config.cilium_config.split("/")
+        assert self._api is not None
+        try:
+            obj = self._api.read_namespaced_config_map(name, namespace, _request_timeout=self.config.timeout)
+            data = {str(k): str(v) for k, v in (obj.data or {}).items()}
+            self.identity.cilium = data
+            outcome, level, why = "read", logging.INFO, ""
+        except ApiException as e:
+            if e.status in (403, 404):
+                self.identity.cilium = None
+            outcome, level = f"http {e.status}", logging.WARNING if e.status != 404 else logging.INFO
+            why = {
+                404: "no such ConfigMap (Cilium not installed, or another name)",
+                403: "forbidden: needs get on it",
+            }.get(e.status or 0, str(e.reason))
+        except Exception as e:  # the API server unreachable: the last answer stands
+            outcome, level, why = "error", logging.WARNING, f"{type(e).__name__}: {e}"
+        if outcome != self._cilium_said:
+            log.log(
+                level,
+                "cilium-config",
+                extra={"configmap": self.config.cilium_config, "outcome": outcome, "why": why},
+            )
+            self._cilium_said = outcome
 
     async def close(self) -> None:
         for reflector in self.reflectors:

@@ -23,6 +23,12 @@ class KubernetesConfig:
         "selector metadata.name): its labels tell conntrack.source=auto whether Cilium masquerades in BPF there. "
         "Needs get/list/watch on nodes.",
     )
+    cilium_config: str = setting(
+        "kube-system/cilium-config",
+        "namespace/name of Cilium's ConfigMap, read by the node agent (with own_node) each run: its keys "
+        "enable-bpf-masquerade and enable-host-legacy-routing tell conntrack.source=auto whether Cilium masquerades "
+        "in BPF. Needs get on that one ConfigMap; empty: not read.",
+    )
     node_name: str | None = setting(
         None,
         "Watch only pods on this node (field selector spec.nodeName). Default: $NODE_NAME when pods is true; "
@@ -43,5 +49,7 @@ class KubernetesConfig:
     max_age: float = setting(600.0, "How long a cache that lost its watch keeps answering before it is dropped.")
 
     def validate(self) -> Iterator[tuple[str, str]]:
+        if self.cilium_config and len(self.cilium_config.split("/")) != 2:
+            yield "cilium_config", "must be namespace/name, or empty"
         if self.enabled and not (self.nodes or self.pods):
             yield "nodes", "enabled with neither nodes nor pods: nothing to watch"

@@ -42,6 +42,9 @@ class NodeTable:
     def node_by_name(self, name: str) -> NodeInfo | None:
         return None
 
+    def cilium_config(self) -> dict[str, str] | None:
+        return None
+
     def pod_by_ip(self, ip: str) -> PodInfo | None:
         return None
 

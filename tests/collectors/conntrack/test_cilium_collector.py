@@ -152,8 +152,9 @@ def test_the_agent_reads_the_map_as_uid_0_without_any_capability(agent: dict) ->
 
 # ------------------------------------------------------------------------------------------ faults, in-process
 class Identity:
-    def __init__(self, node: NodeInfo | None = None) -> None:
+    def __init__(self, node: NodeInfo | None = None, cilium: dict[str, str] | None = None) -> None:
         self.node = node
+        self.cilium = cilium
 
     def node_by_ip(self, ip: str) -> NodeInfo | None:
         return None
@@ -161,12 +162,17 @@ class Identity:
     def node_by_name(self, name: str) -> NodeInfo | None:
         return self.node if self.node is not None and self.node.name == name else None
 
+    def cilium_config(self) -> dict[str, str] | None:
+        return self.cilium
+
     def pod_by_ip(self, ip: str) -> PodInfo | None:
         v = PODS.get(ip)
         return PodInfo(v[0], v[1], v[2]) if v else None
 
 
-def make(root: Path, source: str = "cilium", node: NodeInfo | None = None) -> tuple[ConntrackCollector, Any]:
+def make(
+    root: Path, source: str = "cilium", node: NodeInfo | None = None, cilium: dict[str, str] | None = None
+) -> tuple[ConntrackCollector, Any]:
     config = load_config(
         None,
         environ={},
@@ -178,7 +184,8 @@ def make(root: Path, source: str = "cilium", node: NodeInfo | None = None) -> tu
         },
     )
     registry = CollectorRegistry()
-    collector = ConntrackCollector(config.conntrack, CollectorContext(registry=registry, identity=Identity(node)))
+    context = CollectorContext(registry=registry, identity=Identity(node, cilium))
+    collector = ConntrackCollector(config.conntrack, context)
     return collector, registry
 
 
@@ -246,15 +253,19 @@ async def test_no_map_at_all_is_counted_every_collection_and_said_once(
     assert "snat_destination_flows" not in names(snapshot), "no flows rather than nf_conntrack's partial view"
 
 
-async def test_auto_reads_ciliums_map_only_where_the_node_is_labelled(root: Path) -> None:
+async def test_auto_reads_ciliums_map_only_where_the_node_or_cilium_config_says_bpf_masquerade(root: Path) -> None:
     m = SnatMap(root)
     fill(m)
     labelled, _ = make(root, "auto", NodeInfo(NODE_NAME, ebpf_host_routing=True))
+    configured, _ = make(
+        root, "auto", NodeInfo(NODE_NAME), {"enable-bpf-masquerade": "true", "enable-host-legacy-routing": "false"}
+    )
     plain, _ = make(root, "auto", NodeInfo(NODE_NAME))
     unknown, _ = make(root, "auto", None)
-    for collector in (labelled, plain, unknown):
+    for collector in (labelled, configured, plain, unknown):
         await collector.start()
     assert table(await labelled.collect()) == "cilium"
+    assert table(await configured.collect()) == "cilium"
     # The map exists on every kube-proxy-replacement node: its presence alone must not switch the source.
     assert table(await plain.collect()) in ("netlink", "procfs")
     assert table(await unknown.collect()) in ("netlink", "procfs")

@@ -379,3 +379,27 @@ async def test_an_error_event_without_a_code_is_not_counted_as_tls(
     assert harness.restarts("nodes", "tls") == 0
     kubeapi.add(node_object("n2", "10.224.0.5"))  # and the watch goes on
     await wait_until(lambda: collector.identity.node_by_ip("10.224.0.5"), "the watch to resume")
+
+
+async def test_node_agent_reads_ciliums_configmap_for_the_datapath_and_copes_without_it(
+    harness: Harness, kubeapi: KubeApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    kubeapi.add(node_object("aks-np-1", "10.224.0.4"))
+    collector = harness.collector(environ={"NODE_NAME": "aks-np-1"}, pods=True, nodes=False)
+    await collector.start()
+    with caplog.at_level(logging.INFO, logger="snat_exporter.kube"):
+        await collector.collect()  # no Cilium: 404, said once at INFO, nothing known
+        await collector.collect()
+        assert collector.identity.cilium_config() is None
+        keys = {"enable-bpf-masquerade": "true", "enable-host-legacy-routing": "false", "routing-mode": "native"}
+        kubeapi.configmaps[("kube-system", "cilium-config")] = keys
+        await collector.collect()
+        assert collector.identity.cilium_config() == keys
+        # Forbidden (RBAC without the Role): back to unknown, said once at WARNING; the run itself succeeds.
+        kubeapi.fail(403, resources={"configmaps"})
+        snapshot = await collector.collect()
+        assert collector.identity.cilium_config() is None
+        assert sample(snapshot, "snat_exporter_kube_cache_objects", resource="pods") == 0
+    said = [(r.levelno, r.__dict__["outcome"]) for r in caplog.records if r.getMessage() == "cilium-config"]
+    assert said == [(logging.INFO, "http 404"), (logging.INFO, "read"), (logging.WARNING, "http 403")]
+    assert kubeapi.requests[("get", "configmaps")] == 4, "one GET per run"
