@@ -25,6 +25,7 @@ system-deps:
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/actionlint .github/workflows/*.yml
 
 typecheck: deps
