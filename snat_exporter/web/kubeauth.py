@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -46,7 +47,7 @@ log = logging.getLogger("snat_exporter.web.kubeauth")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="snat-exporter"'}
 MAX_TOKEN_LENGTH = 16 * 1024  # service account JWTs are about 1 KiB; anything far longer is not worth a review
 MAX_CONCURRENT_REVIEWS = 4  # a flood of made-up tokens must not become a flood on the API server
-_PRINTABLE = frozenset(range(0x21, 0x7F))
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a JWT (and any bearer token of RFC 6750) is made of
 
 
 class ReviewUnavailable(Exception):
@@ -66,7 +67,7 @@ def bearer_token(header: str | None) -> str | None:
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH:
         return None
-    if not all(ord(c) in _PRINTABLE for c in token):
+    if not _TOKEN.fullmatch(token):
         return None
     return token
 
