@@ -18,6 +18,7 @@ shows the 503 on the target. Answers cached before the outage keep being used un
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
 import re
@@ -170,6 +171,8 @@ class KubernetesAuth:
         self._cache: OrderedDict[tuple[bytes, str], tuple[Verdict, float]] = OrderedDict()
         self._pending: dict[tuple[bytes, str], asyncio.Future[Verdict]] = {}
         self._reviews = asyncio.Semaphore(MAX_CONCURRENT_REVIEWS)
+        # Its own threads: a review must not queue behind a conntrack dump or a bcrypt in the default pool.
+        self._pool = concurrent.futures.ThreadPoolExecutor(MAX_CONCURRENT_REVIEWS, thread_name_prefix="auth-review")
         self._failing = False
 
     async def verdict(self, path: str, headers: Mapping[str, str]) -> Verdict:
@@ -207,7 +210,8 @@ class KubernetesAuth:
     async def _review(self, token: str, path: str) -> Verdict:
         async with self._reviews:
             try:
-                verdict = await asyncio.to_thread(self.reviewer.review, token, path)
+                loop = asyncio.get_running_loop()
+                verdict = await loop.run_in_executor(self._pool, self.reviewer.review, token, path)
             except ReviewUnavailable as e:
                 if not self._failing:  # logged when it starts failing, not per request
                     log.warning("cannot check a token with the API server: answering 503", extra={"error": str(e)})
@@ -219,4 +223,5 @@ class KubernetesAuth:
         return verdict
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self.reviewer.close()
