@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter
 from prometheus_client.registry import CollectorRegistry
@@ -84,6 +84,10 @@ class FrontDoor:
         return "https" if self.tls is not None else "http"
 
     def install(self, app: web.Application) -> None:
+        # aiohttp answers a request it cannot parse (400) outside the app, with no signal to hook: its default
+        # Server value ("Python/3.x aiohttp/3.y") is the one place left that names versions. Server side only (the
+        # client's User-Agent has its own copy), and this process serves nothing that would want it back.
+        web_response.SERVER_SOFTWARE = SERVER
         app.middlewares.append(self._track)
         if self.authenticators:
             app.middlewares.append(self._authenticate)

@@ -144,6 +144,8 @@ async def test_malformed_requests_are_counted_not_logged(tmp_path: Path) -> None
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.write(data)
                 assert b" 400 " in await reader.readline()
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert b"Server: snat-exporter\r\n" in head and b"aiohttp" not in head  # no version, here too
                 writer.close()
             closed = exporter.registry.get_sample_value(
                 "snat_exporter_http_connections_closed_total", {"reason": "bad_request"}
