@@ -50,6 +50,12 @@ def test_demo_on_a_port_in_use_says_so_in_one_line(busy_port: int) -> None:
     assert "metrics:" not in done.stdout
 
 
+def test_simulate_on_a_port_in_use_says_so_in_the_same_line(busy_port: int) -> None:
+    done = cli("simulate", "--listen", f"127.0.0.1:{busy_port}", "--log-level", "error")
+    assert done.returncode == 2
+    assert done.stderr == f"error: cannot listen on 127.0.0.1:{busy_port}: address already in use\n"
+
+
 def test_serve_with_a_tls_file_it_cannot_read_says_which(tmp_path: Path) -> None:
     web = tmp_path / "web.yml"
     web.write_text(f"tls_server_config:\n  cert_file: {tmp_path}/missing.crt\n  key_file: {tmp_path}/missing.key\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -70,7 +71,7 @@ async def _serve(scenario: Scenario, host: str, port: int) -> int:
 
 
 def run_simulator(scenario: str, host: str, port: int) -> int:
-    """Blocks until SIGTERM or SIGINT; 0 on a clean stop, 2 for a bad scenario, 1 when the port cannot be bound."""
+    """Blocks until SIGTERM or SIGINT; 0 on a clean stop, 2 for a bad scenario or a port it cannot bind."""
     try:
         loaded = load_scenario(scenario)
     except ScenarioError as err:
@@ -78,9 +79,10 @@ def run_simulator(scenario: str, host: str, port: int) -> int:
         return 2
     try:
         return asyncio.run(_serve(loaded, host, port))
-    except OSError as err:
-        print(f"error: cannot listen on {host}:{port}: {err.strerror or err}", file=sys.stderr)
-        return 1
+    except OSError as err:  # the same line and exit code as serve and demo (snat_exporter.server.ListenError)
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        print(f"error: cannot listen on {host}:{port}: {reason[:1].lower()}{reason[1:]}", file=sys.stderr)
+        return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
