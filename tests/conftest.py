@@ -53,3 +53,11 @@ async def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 1
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.005)
+
+
+def unreachable_kubeconfig(folder: Path) -> Path:
+    """A kubeconfig whose API server refuses connections: enables the kubernetes collector (serve refuses to run
+    with none) with runs that fail at once, so no run is in flight to hold up an exit."""
+    from snat_exporter.simulator.kubeobjects import write_kubeconfig
+
+    return write_kubeconfig(folder / "kubeconfig", "http://127.0.0.1:1")

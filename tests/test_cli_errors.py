@@ -17,10 +17,14 @@ import pytest
 from snat_exporter.cli import build_parser, main
 from snat_exporter.config import load_config
 from snat_exporter.settings import ConfigError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, unreachable_kubeconfig
 
-# A collector whose start needs no peer, so that serve gets as far as binding its port.
-ONE_COLLECTOR = ["--set", "conntrack.enabled=true", "--set", "conntrack.interval=1h"]
+
+@pytest.fixture
+def one_collector(tmp_path: Path) -> list[str]:
+    """A collector that starts without its peer (runs fail at once: the API server refuses connections), so that
+    serve gets as far as binding its port."""
+    return ["--set", "kubernetes.enabled=true", "--set", f"kubernetes.kubeconfig={unreachable_kubeconfig(tmp_path)}"]
 
 
 def cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -37,8 +41,8 @@ def busy_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-def test_serve_on_a_port_in_use_says_so_in_one_line(busy_port: int) -> None:
-    done = cli("serve", "--listen", f"127.0.0.1:{busy_port}", "--log-level", "error", *ONE_COLLECTOR)
+def test_serve_on_a_port_in_use_says_so_in_one_line(busy_port: int, one_collector: list[str]) -> None:
+    done = cli("serve", "--listen", f"127.0.0.1:{busy_port}", "--log-level", "error", *one_collector)
     assert done.returncode == 2
     assert done.stderr == f"error: cannot listen on 127.0.0.1:{busy_port}: address already in use\n"
 
@@ -56,10 +60,10 @@ def test_simulate_on_a_port_in_use_says_so_in_the_same_line(busy_port: int) -> N
     assert done.stderr == f"error: cannot listen on 127.0.0.1:{busy_port}: address already in use\n"
 
 
-def test_serve_with_a_tls_file_it_cannot_read_says_which(tmp_path: Path) -> None:
+def test_serve_with_a_tls_file_it_cannot_read_says_which(tmp_path: Path, one_collector: list[str]) -> None:
     web = tmp_path / "web.yml"
     web.write_text(f"tls_server_config:\n  cert_file: {tmp_path}/missing.crt\n  key_file: {tmp_path}/missing.key\n")
-    done = cli("serve", "--listen", "127.0.0.1:0", "--set", f"web_config_file={web}", *ONE_COLLECTOR)
+    done = cli("serve", "--listen", "127.0.0.1:0", "--set", f"web_config_file={web}", *one_collector)
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()
     assert line.startswith("config error: web_config_file.tls_server_config.cert_file: ")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from typing import Any
 
 import aiohttp
@@ -22,7 +23,7 @@ from snat_exporter.collectors.base import CollectError
 from snat_exporter.config import load_config
 from snat_exporter.server import Exporter
 from snat_exporter.snapshot import Families, SampleTime, Snapshot
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, unreachable_kubeconfig
 
 VALUE = MetricSpec("snat_test_value", "gauge", "A test value.", ("node",), source="fake")
 AGE = MetricSpec("snat_test_sample_age_seconds", "gauge", "Age.", ("node",), source="fake")
@@ -207,9 +208,10 @@ async def test_stop_closes_collectors(clock) -> None:
 
 def test_sigterm_exits_cleanly_within_seconds(tmp_path) -> None:
     with subprocess.Popen(
-        # One collector that needs no peer (serve refuses to run with none); an hour between its runs.
+        # serve refuses to run with no collector: one whose runs fail at once (its API server refuses connections),
+        # so that no run is in flight to hold up the exit.
         [sys.executable, "-m", "snat_exporter", "serve", "--listen", "127.0.0.1:0"]
-        + ["--set", "conntrack.enabled=true", "--set", "conntrack.interval=1h"],
+        + ["--set", "kubernetes.enabled=true", "--set", f"kubernetes.kubeconfig={unreachable_kubeconfig(tmp_path)}"],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -220,6 +222,15 @@ def test_sigterm_exits_cleanly_within_seconds(tmp_path) -> None:
                 break
         else:
             pytest.fail("the exporter exited before serving")
+        url = line.split("url=")[1].split()[0]
+        # Idle, as a pod is when it is told to stop: the collector's first run is over (failed), the next an
+        # interval away. (A run in flight holds the exit up to its own timeout.)
+        deadline = time.monotonic() + 30
+        while 'snat_exporter_collector_success{collector="kubernetes"}' not in (
+            urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+        ):
+            assert time.monotonic() < deadline, "the collector's first run did not end within 30 s"
+            time.sleep(0.1)  # spaces the scrapes out; the condition above decides
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
