@@ -120,7 +120,10 @@ class Runner:
         state.last_attempt_at = self.clock()
         state.attempts += 1
         try:
-            snapshot = await asyncio.wait_for(self.collector.collect(), self.timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that lands as the
+            # collection finishes, and the task then sleeps a whole interval while shutdown waits its grace out.
+            async with asyncio.timeout(self.timeout):
+                snapshot = await self.collector.collect()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the runner is the one place that contains every fault
