@@ -178,3 +178,42 @@ def test_kubernetes_objects_with_hostile_names_never_reach_a_label(
     bad = [p for p in pods if p[1] and not all(is_label_text(t) for t in (p[0], p[1], p[2] or "o"))]
     assert pod_index.rejected == len(bad)
     _renders(families)
+
+
+@FUZZ
+@given(hostile_text, hostile_text, st.lists(st.tuples(hostile_text, hostile_text), min_size=1, max_size=4))
+def test_names_arm_returns_never_reach_a_label_nor_the_batch_host(
+    node_rg: str, cluster_name: str, lbs: list[tuple[str, str]]
+) -> None:
+    """Every name discovery reads from ARM becomes a label; a location becomes the host getBatch sends a token to."""
+    import asyncio
+
+    from snat_exporter.collectors.azure.discovery import Discoverer
+    from snat_exporter.collectors.azure.parse import MalformedResponse
+
+    sub = "00000000-0000-0000-0000-000000000001"
+
+    async def get_json(operation: str, path: str, api_version: str) -> Any:
+        if operation == "get_managed_cluster":
+            return {
+                "name": cluster_name,
+                "properties": {"nodeResourceGroup": node_rg, "networkProfile": {"outboundType": "loadBalancer"}},
+            }
+        rules: dict[str, Any] = {"outboundRules": [{"properties": {"frontendIPConfigurations": []}}]}
+        return {"value": [{"name": name, "location": where, "properties": rules} for name, where in lbs]}
+
+    try:
+        found = asyncio.run(Discoverer(get_json, subscription_id=sub, cluster=("rg", "aks")).discover(()))
+    except MalformedResponse:
+        return  # no nodeResourceGroup: the discovery fails as a whole, the known resources stay watched
+    for target in found.targets:
+        r = target.resource
+        assert all(is_label_text(t) for t in (r.name, r.resource_group, r.subscription_id)), r
+        assert target.region is None or target.region.isalnum() and target.region.isascii(), target.region
+    if found.cluster is not None:
+        c = found.cluster
+        assert all(is_label_text(t) for t in (c.name, c.node_resource_group, c.outbound_type)), c
+    families = Families()
+    for target in found.targets:
+        families.add(TEST_SPEC, {"backend_ip": target.resource.name, "state": target.resource.resource_group}, 1.0)
+    _renders(families)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -156,9 +157,18 @@ def resource_path(resource: ResourceId) -> str:
     return resource.uri
 
 
+# An Azure region name (westeurope, eastus2, usgovvirginia). It becomes the host of the getBatch endpoint, which
+# receives a bearer token: anything else (a dot, a slash, a port) could send it to another host.
+_REGION = re.compile(r"[a-z0-9]{1,40}")
+
+
 def location(body: Any) -> str | None:
+    """The resource's region, None when absent or not a region name (the resource is then read per resource)."""
     value = field(body, "location")
-    return value if isinstance(value, str) and value.strip() else None
+    if not isinstance(value, str):
+        return None
+    region = value.strip().lower().replace(" ", "")
+    return region if _REGION.fullmatch(region) else None
 
 
 # ---------------------------------------------------------------------------------------------------- the I/O
