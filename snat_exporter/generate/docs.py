@@ -49,8 +49,10 @@ def configuration_md() -> str:
         "Settings come from a YAML file (`snat-exporter serve --config exporter.yaml`), from environment variables,",
         "and from flags (`--set azure.interval=30s`, `--listen`, `--log-level`). Flags win over the environment,",
         "which wins over the file. Unknown keys and bad values are errors: `snat-exporter check-config FILE` exits 2",
-        "and names every bad field. Durations take `ms`, `s`, `m`, `h` (`90s`, `5m`); lists in environment",
-        "variables are comma-separated.",
+        "and names every bad field: a typo with the closest known key (`azure.intervall: unknown key; did you mean",
+        "interval?`), a bad value from the environment with its variable. `serve` refuses to start with no",
+        "collector enabled. Durations take `ms`, `s`, `m`, `h` (`90s`, `5m`); lists in environment variables are",
+        "comma-separated.",
         "",
         *configuration_table(),
     ]
