@@ -4,12 +4,12 @@ Reads the metric catalogues, the settings declarations and the mixin config (:mo
 the server or a collector at work. Writes the same tree into ``DIR`` that the repository commits with the
 defaults (``make generate`` is ``snat-exporter generate --out .``):
 
-- ``alerts/recording_rules.yml``, ``alerts/alerts.yml``: Prometheus rule files (:mod:`.rules`);
+- ``alerts/recording_rules.yml``, ``alerts/alerts.yml``: Prometheus rule files (:mod:`.rules.prometheus`);
 - ``dashboards/out/*.json``: Grafana dashboards (:mod:`.dashboards`);
 - ``deploy/kubernetes/overlays/kube-prometheus-stack/generated/``: PrometheusRules and dashboard ConfigMaps
   (:mod:`.deploy`);
 - ``deploy/azure/``: the rules as Azure Monitor managed Prometheus rule groups, ARM template and Bicep
-  (:mod:`.azure_rules`);
+  (:mod:`.rules.azure`);
 - ``docs/configuration.md``, ``docs/metrics.md`` (:mod:`.docs`), which the README links to.
 """
 
@@ -20,9 +20,11 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from snat_exporter.generate import azure_rules, deploy, docs, rules
+from snat_exporter.generate import deploy, docs, rules
 from snat_exporter.generate.deploy import GenerateError
 from snat_exporter.generate.mixin import MixinConfig
+from snat_exporter.generate.rules import azure as azure_rules
+from snat_exporter.generate.rules import prometheus as prometheus_rules
 
 Files = dict[PurePosixPath, str]
 # Only generating needs these; the exporter's image and a plain `pip install snat-exporter` go without them.
@@ -44,7 +46,7 @@ def render(mixin: MixinConfig) -> Files:
     from snat_exporter.generate import dashboards  # needs the `generate` extra (Grafana Foundation SDK)
 
     files: Files = {}
-    files.update({PurePosixPath("alerts") / name: text for name, text in rules.render(mixin).items()})
+    files.update({PurePosixPath("alerts") / name: text for name, text in prometheus_rules.render(mixin).items()})
     boards = dashboards.render(mixin)
     files.update({PurePosixPath("dashboards/out") / name: text for name, text in boards.items()})
     check_promql(mixin, [json.loads(text) for text in boards.values()])

@@ -152,7 +152,7 @@ def test_the_bicep_file_deploys_the_same_groups_and_expressions() -> None:
 
 
 def test_a_literal_that_looks_like_an_arm_expression_stays_literal() -> None:
-    from snat_exporter.generate import azure_rules
+    from snat_exporter.generate.rules import azure as azure_rules
 
     assert azure_rules.arm_literal("[5m] window") == "[[5m] window"
     assert azure_rules.arm_literal("up == 0") == "up == 0"

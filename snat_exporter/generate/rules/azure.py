@@ -1,8 +1,7 @@
 """The rules as Azure Monitor managed Prometheus rule groups: an ARM template (JSON) and the same in Bicep.
 
-One ``Microsoft.AlertsManagement/prometheusRuleGroups`` resource (api-version 2023-03-01) per rule group of
-:mod:`.rules`, scoped to an Azure Monitor workspace and limited to one cluster (``clusterName``, which Azure
-matches against the ``cluster`` label its metrics add-on sets), with the same expressions as the Prometheus rule
+One ``Microsoft.AlertsManagement/prometheusRuleGroups`` resource (api-version 2023-03-01) per rule group of the
+package, scoped to an Azure Monitor workspace and limited to one cluster (``clusterName``, which Azure matches against the ``cluster`` label its metrics add-on sets), with the same expressions as the Prometheus rule
 files. What Azure's rule engine takes differently:
 
 - ``for``, ``interval`` and ``timeToResolve`` are ISO 8601 durations (``PT5M``), not Prometheus durations;
@@ -23,7 +22,8 @@ from typing import Any
 
 from snat_exporter.generate.deploy import GenerateError
 from snat_exporter.generate.mixin import MixinConfig
-from snat_exporter.generate.rules import Group, Rule, rule_files
+from snat_exporter.generate.rules import rule_files
+from snat_exporter.generate.rules.model import Group, Rule
 
 API_VERSION = "2023-03-01"
 TYPE = "Microsoft.AlertsManagement/prometheusRuleGroups"
