@@ -27,17 +27,10 @@ from hypothesis import strategies as st
 from snat_exporter.collectors.azure import discovery
 from snat_exporter.collectors.azure.parse import MalformedResponse, parse_response
 from snat_exporter.collectors.azure.parse_batch import parse_batch, parse_metrics_json
-from snat_exporter.collectors.conntrack.parse import (
-    MalformedError,
-    NetlinkErrorReply,
-    TableParser,
-    parse_addresses,
-    parse_proc_int,
-    parse_proc_stat,
-    parse_proc_table,
-    parse_stats_cpu,
-    parse_stats_global,
-)
+from snat_exporter.collectors.conntrack.parse.netlink import parse_addresses, parse_stats_cpu, parse_stats_global
+from snat_exporter.collectors.conntrack.parse.procfs import parse_proc_int, parse_proc_stat, parse_proc_table
+from snat_exporter.collectors.conntrack.parse.records import MalformedError, NetlinkErrorReply
+from snat_exporter.collectors.conntrack.parse.table import TableParser
 from snat_exporter.settings import ConfigError
 from tests.collectors.conntrack import nlbuild as nb
 from tests.conftest import azure_example

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from snat_exporter.collectors.conntrack.parse import PROTOCOLS, FlowKey
+from snat_exporter.collectors.conntrack.parse.records import PROTOCOLS, FlowKey
 from snat_exporter.identity import Identity
 
 log = logging.getLogger("snat_exporter.conntrack")

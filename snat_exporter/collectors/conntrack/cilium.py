@@ -42,7 +42,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from snat_exporter.collectors.conntrack import bpf
-from snat_exporter.collectors.conntrack.parse import PROTOCOLS, FlowKey
+from snat_exporter.collectors.conntrack.parse.records import PROTOCOLS, FlowKey
 
 TUPLE_F_OUT = 0
 TUPLE_F_IN = 1

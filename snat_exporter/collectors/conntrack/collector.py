@@ -46,13 +46,8 @@ from snat_exporter.collectors.conntrack.metrics import (
     SOURCE_INFO,
     STATS,
 )
-from snat_exporter.collectors.conntrack.parse import (
-    FlowKey,
-    MalformedError,
-    parse_proc_int,
-    parse_proc_stat,
-    parse_proc_table,
-)
+from snat_exporter.collectors.conntrack.parse.procfs import parse_proc_int, parse_proc_stat, parse_proc_table
+from snat_exporter.collectors.conntrack.parse.records import FlowKey, MalformedError
 from snat_exporter.snapshot import Families, Snapshot
 
 log = logging.getLogger("snat_exporter.conntrack")

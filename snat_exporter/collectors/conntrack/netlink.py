@@ -17,18 +17,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from snat_exporter.collectors.conntrack.parse import (
+from snat_exporter.collectors.conntrack.parse.netlink import (
     IPCTNL_MSG_CT_GET,
     IPCTNL_MSG_CT_GET_STATS,
     IPCTNL_MSG_CT_GET_STATS_CPU,
     NFNL_SUBSYS_CTNETLINK,
-    FlowKey,
-    MalformedError,
-    TableParser,
     parse_addresses,
     parse_stats_cpu,
     parse_stats_global,
 )
+from snat_exporter.collectors.conntrack.parse.records import FlowKey, MalformedError
+from snat_exporter.collectors.conntrack.parse.table import TableParser
 
 NETLINK_NETFILTER = 12
 NLM_F_REQUEST = 0x1

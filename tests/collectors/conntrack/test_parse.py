@@ -12,19 +12,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snat_exporter.collectors.conntrack.parse import (
-    MalformedError,
-    NetlinkErrorReply,
-    TableParser,
+from snat_exporter.collectors.conntrack.parse.netlink import (
     iter_messages,
     parse_ct_message,
+    parse_stats_cpu,
+    parse_stats_global,
+)
+from snat_exporter.collectors.conntrack.parse.procfs import (
     parse_proc_int,
     parse_proc_line,
     parse_proc_stat,
     parse_proc_table,
-    parse_stats_cpu,
-    parse_stats_global,
 )
+from snat_exporter.collectors.conntrack.parse.records import MalformedError, NetlinkErrorReply
+from snat_exporter.collectors.conntrack.parse.table import TableParser
 from tests.collectors.conntrack import nlbuild as nb
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -112,7 +113,7 @@ def build(flow: tuple, seq: int, pid: int) -> tuple[bytes, tuple]:
 
 
 def nb_state(proto: int, state: int) -> str:
-    from snat_exporter.collectors.conntrack.parse import TCP_STATES
+    from snat_exporter.collectors.conntrack.parse.records import TCP_STATES
 
     return TCP_STATES[state] if proto == 6 else ""
 
