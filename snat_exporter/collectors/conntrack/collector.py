@@ -19,67 +19,30 @@ import os
 import socket
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from snat_exporter.collectors.base import CollectError, CollectorContext
 from snat_exporter.collectors.conntrack import cilium, datapath, netlink
+from snat_exporter.collectors.conntrack.access import Access, announce, probe
 from snat_exporter.collectors.conntrack.aggregate import FlowSummary, OutboundFilter, SourceResolver, summarise
 from snat_exporter.collectors.conntrack.config import ConntrackConfig
 from snat_exporter.collectors.conntrack.metrics import (
-    CILIUM_ENTRIES,
-    CILIUM_ENTRIES_LIMIT,
     CILIUM_MAP_ERRORS,
-    CILIUM_TUPLE_FLOWS,
-    CILIUM_TUPLE_FLOWS_MAX,
-    CILIUM_TUPLE_PORTS,
-    DESTINATION_FLOWS,
     DUMP_DURATION,
-    ENTRIES,
-    ENTRIES_LIMIT,
     ENTRIES_READ,
-    MAX_PER_DESTINATION,
     NETLINK_ERRORS,
-    OUTBOUND_FLOWS,
-    POD_FLOWS,
     SLOW_PATH_ENTRIES,
-    SOURCE_INFO,
-    STATS,
 )
 from snat_exporter.collectors.conntrack.parse.procfs import parse_proc_int, parse_proc_stat, parse_proc_table
 from snat_exporter.collectors.conntrack.parse.records import FlowKey, MalformedError
-from snat_exporter.snapshot import Families, Snapshot
+from snat_exporter.collectors.conntrack.series import Reading, snapshot_of
+from snat_exporter.snapshot import Snapshot
 
 log = logging.getLogger("snat_exporter.conntrack")
 
 
 def node_name(configured: str | None) -> str:
     return configured or os.environ.get("NODE_NAME") or socket.gethostname()
-
-
-@dataclass
-class Access:
-    """What this process can read, found at start-up."""
-
-    netlink: bool = False
-    netlink_why: str = ""
-    proc_table: bool = False
-    proc_table_why: str = ""
-    proc_stat: bool = False
-    proc_stat_why: str = ""
-
-
-@dataclass
-class Reading:
-    entries: int | None = None
-    limit: int | None = None
-    stats: dict[str, int] = field(default_factory=dict)
-    counters_source: str = "none"
-    table_source: str = "none"
-    flows: Counter[FlowKey] | None = None
-    local_addresses: set[str] = field(default_factory=set)
-    nat: cilium.NatCounts | None = None
-    cilium_maps: list[cilium.MapRead] = field(default_factory=list)
 
 
 class ConntrackCollector:
@@ -103,8 +66,8 @@ class ConntrackCollector:
 
     # ------------------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        self.access = await asyncio.to_thread(self._probe)
-        self._announce()
+        self.access = await asyncio.to_thread(probe, self.config, self.proc)
+        announce(self.access, self.config, self.node)
 
     async def collect(self) -> Snapshot:
         reading = await asyncio.to_thread(self._read)
@@ -112,56 +75,6 @@ class ConntrackCollector:
 
     async def close(self) -> None:
         pass  # every netlink request opens and closes its own socket
-
-    # ---------------------------------------------------------------------------------------------- probing
-    def _probe(self) -> Access:
-        access = Access()
-        # With the flow table in Cilium's map, nf_conntrack's counters still describe the node (host flows,
-        # conntrack-based policies), so the counter sources are probed for `cilium` too.
-        if self.config.source in ("auto", "netlink", "cilium"):
-            try:
-                netlink.read_count()
-                access.netlink = True
-            except PermissionError:
-                access.netlink_why = "permission denied: ctnetlink needs CAP_NET_ADMIN"
-            except OSError as e:
-                access.netlink_why = f"{errno.errorcode.get(e.errno or 0, 'error')}: {e.strerror or e}"
-        else:
-            access.netlink_why = "disabled by conntrack.source=procfs"
-        if self.config.source in ("auto", "procfs", "cilium"):
-            access.proc_table, access.proc_table_why = _readable(self.proc / "net/nf_conntrack")
-            access.proc_stat, access.proc_stat_why = _readable(self.proc / "net/stat/nf_conntrack")
-        else:
-            access.proc_table_why = access.proc_stat_why = "disabled by conntrack.source=netlink"
-        return access
-
-    def _announce(self) -> None:
-        a = self.access
-        table = "netlink" if a.netlink else "procfs" if a.proc_table else "none"
-        if self.config.source == "cilium":
-            table = f"cilium ({self.config.bpffs})"
-        counters = "netlink" if a.netlink else "procfs" if a.proc_stat else "sysctl count only"
-        log.info(
-            "conntrack sources",
-            extra={"node": self.node, "table": table, "counters": counters, "source": self.config.source},
-        )
-        if self.config.source == "cilium":
-            return  # the flow table does not depend on netlink or procfs; a missing map is said when read
-        if self.config.source != "auto" and (a.netlink or a.proc_table):
-            return  # the operator chose the source; the other one being off is not news
-        missing = []
-        if not a.netlink:
-            missing.append(f"netlink ({a.netlink_why})")
-        if not a.netlink and not a.proc_table:
-            missing.append(f"/proc/net/nf_conntrack ({a.proc_table_why})")
-        if not a.netlink and not a.proc_stat:
-            missing.append(f"/proc/net/stat/nf_conntrack ({a.proc_stat_why})")
-        if missing:
-            served = "flow table and counters from procfs" if table != "none" else "only the entry count and limit"
-            log.warning(
-                "conntrack: cannot read everything; serving what is readable",
-                extra={"node": self.node, "unreadable": "; ".join(missing), "serving": served},
-            )
 
     # ---------------------------------------------------------------------------------------------- reading
     def _read(self) -> Reading:
@@ -339,58 +252,8 @@ class ConntrackCollector:
         )
 
     def _snapshot(self, r: Reading) -> Snapshot:
-        f = Families()
-        node = {"node": self.node}
-        if r.entries is not None:
-            f.add(ENTRIES, node, r.entries)
-        if r.limit is not None:
-            f.add(ENTRIES_LIMIT, node, r.limit)
-        for name, value in r.stats.items():
-            f.add(STATS[name], node, value)
-        f.add(SOURCE_INFO, {**node, "table": r.table_source, "counters": r.counters_source}, 1)
-        if r.flows is not None:
-            s = self.summarise(r.flows, r.local_addresses)
-            for (proto, state, snat), n in sorted(s.by_state.items()):
-                f.add(OUTBOUND_FLOWS, {**node, "protocol": proto, "tcp_state": state, "snat": snat}, n)
-            for proto, n in sorted(s.max_per_destination.items()):
-                f.add(MAX_PER_DESTINATION, {**node, "protocol": proto}, n)
-            f.declare(DESTINATION_FLOWS)
-            for (dst, port, proto), n in s.destinations:
-                f.add(DESTINATION_FLOWS, {**node, "destination": dst, "port": port, "protocol": proto}, n)
-            f.declare(POD_FLOWS)
-            for (namespace, pod, workload), n in s.sources:
-                f.add(POD_FLOWS, {**node, "namespace": namespace, "pod": pod, "workload": workload}, n)
-        if r.nat is not None:
-            self._cilium_series(f, r.nat, r.cilium_maps)
-        return Snapshot(f.build())
-
-    def _cilium_series(self, f: Families, counts: cilium.NatCounts, maps: list[cilium.MapRead]) -> None:
-        node = {"node": self.node}
-        for read in maps:
-            f.add(CILIUM_ENTRIES, {**node, "family": read.layout.label}, read.entries)
-            f.add(CILIUM_ENTRIES_LIMIT, {**node, "family": read.layout.label}, read.info.max_entries)
-        tuples = counts.tuples()
-        f.add(CILIUM_TUPLE_PORTS, node, self.config.cilium_nat_ports)
-        f.add(CILIUM_TUPLE_FLOWS_MAX, node, max(tuples.values(), default=0))
-        f.declare(CILIUM_TUPLE_FLOWS)
-        # The k largest, ties broken by label so that the chosen series do not flap between collections.
-        busiest = sorted(tuples.items(), key=lambda item: (-item[1], item[0]))[: self.config.top_k]
-        for (egress, dst, port, proto), n in busiest:
-            labels = {**node, "egress_ip": egress, "destination": dst, "port": port, "protocol": proto}
-            f.add(CILIUM_TUPLE_FLOWS, labels, n)
-
-
-def _readable(path: Path) -> tuple[bool, str]:
-    try:
-        with open(path, "rb") as fh:
-            fh.read(1)
-        return True, ""
-    except FileNotFoundError:
-        return False, f"{path} does not exist (kernel without CONFIG_NF_CONNTRACK_PROCFS?)"
-    except PermissionError:
-        return False, f"{path}: permission denied (readable by root only)"
-    except OSError as e:
-        return False, f"{path}: {e.strerror}"
+        summary = self.summarise(r.flows, r.local_addresses) if r.flows is not None else None
+        return snapshot_of(r, self.node, summary, self.config)
 
 
 def create(section: ConntrackConfig, context: CollectorContext) -> ConntrackCollector:
