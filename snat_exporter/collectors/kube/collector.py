@@ -19,6 +19,7 @@ from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
 from snat_exporter.collectors.base import CollectError, CollectorContext
+from snat_exporter.collectors.kube.backoff import Backoff
 from snat_exporter.collectors.kube.cache import KubeIdentity, NodeIndex, PodIndex
 from snat_exporter.collectors.kube.client import api_client
 from snat_exporter.collectors.kube.config import KubernetesConfig
@@ -29,7 +30,7 @@ from snat_exporter.collectors.kube.metrics import (
     REJECTED_OBJECTS,
     WATCH_RESTARTS,
 )
-from snat_exporter.collectors.kube.watch import Backoff, Reflector
+from snat_exporter.collectors.kube.watch import Reflector
 from snat_exporter.snapshot import Families, Snapshot
 
 log = logging.getLogger("snat_exporter.kube")

@@ -51,7 +51,7 @@ class Harness:
         return load_config(None, environ={}, overrides=overrides)
 
     def collector(self, environ: dict[str, str] | None = None, **settings: Any) -> KubeCollector:
-        from snat_exporter.collectors.kube.watch import Backoff
+        from snat_exporter.collectors.kube.backoff import Backoff
 
         config = self.config(**settings)
         context = CollectorContext(registry=self.registry, identity=NoIdentity(), clock=self.clock)
