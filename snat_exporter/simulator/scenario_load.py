@@ -1,14 +1,12 @@
 """Loading a scenario: a built-in name, a YAML file or a mapping -> a Scenario, every derived value (node names,
-IPs, resource IDs) deterministic. The file's sections are declared in ``scenario_input``; here each is turned into
-the model, one function per part of the estate."""
+IPs, resource IDs) deterministic. The file's sections are declared in ``scenario_input``; each is turned into the
+model by one function per part of the estate: the cluster and nodes in ``scenario_cluster``, load balancers and NAT
+gateways in ``scenario_network``, events and faults here, which also puts the whole together."""
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
@@ -17,281 +15,31 @@ import yaml
 
 from snat_exporter.simulator.faults import Fault
 from snat_exporter.simulator.scenario import (
-    NAT_OUTBOUND,
-    AgentPool,
-    Cluster,
     Event,
     LoadBalancer,
     LoadBalancerUsage,
     NatGateway,
     NatGatewayUsage,
     Node,
-    PublicIP,
-    PublicIPPrefix,
     Scenario,
     ScenarioError,
-    stable_fraction,
     stable_guid,
 )
-from snat_exporter.simulator.scenario import (
-    PORTS_PER_LB_FRONTEND as LB_PORTS,
-)
+from snat_exporter.simulator.scenario_cluster import build_cluster, build_nodes
 from snat_exporter.simulator.scenario_input import (
-    AgentPoolInput,
-    ClusterInput,
     EventInput,
-    LoadBalancerInput,
-    NatGatewayInput,
-    NodeInput,
     RateLimitInput,
     TopInput,
     UsageInput,
     read,
     where,
 )
+from snat_exporter.simulator.scenario_network import Estate, check_outbound, load_balancers, nat_gateways, usage_over
 
 # The largest level a node's event may reach: a used/allocated ratio, 10x over-subscribed at most.
 MAX_NODE_LEVEL = 10.0
 
-# Public addresses come from 198.18.0.0/15 (RFC 2544, benchmarking): never routable, and large enough for
-# thousands of simulated frontends.
-_PUBLIC_POOL = ipaddress.IPv4Network("198.18.0.0/15")
-# Backends of load balancers that are not the cluster's (`backends: N`) get addresses here, apart from nodes.
-_SYNTHETIC_BACKENDS = ipaddress.IPv4Network("10.128.0.0/9")
-
-
-def _arm_id(sub: str, rg: str, provider: str, kind: str, name: str) -> str:
-    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{provider}/{kind}/{name}"
-
-
-def _base36(number: int, width: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while number:
-        number, rest = divmod(number, 36)
-        out = digits[rest] + out
-    return out.rjust(width, "0")
-
-
-def _expand(count: int, name: str, path: str) -> list[str]:
-    if count == 1:
-        return [name.replace("{i}", "0")]
-    if "{i}" not in name:
-        raise ScenarioError(path, "with count > 1 the name needs {i} (replaced by 0, 1, ...)")
-    return [name.replace("{i}", str(i)) for i in range(count)]
-
-
-@dataclass
-class _Estate:
-    """What the parts of a scenario share while it is built: the subscription, and the public addresses handed
-    out in order (so a scenario's addresses are stable)."""
-
-    sub: str
-    next_address: int = 1
-    public_ips: list[PublicIP] = field(default_factory=list)
-    prefixes: list[PublicIPPrefix] = field(default_factory=list)
-
-    def take(self, count: int = 1, align: int = 1) -> ipaddress.IPv4Address:
-        self.next_address = -(-self.next_address // align) * align
-        start = self.next_address
-        self.next_address += count
-        if self.next_address >= _PUBLIC_POOL.num_addresses:
-            raise ScenarioError("", "too many public IP addresses for the simulator's address pool")
-        return _PUBLIC_POOL.network_address + start
-
-    def new_ip(self, rg: str, ip_name: str) -> PublicIP:
-        pip = PublicIP(
-            _arm_id(self.sub, rg, "Microsoft.Network", "publicIPAddresses", ip_name), ip_name, rg, str(self.take())
-        )
-        self.public_ips.append(pip)
-        return pip
-
-
-def _usage(cls: type[Any], base: Any, override: Mapping[str, Any] | None, path: str) -> Any:
-    """A usage section over ``base``: the keys given replace base's."""
-    return read(cls, {**dataclasses.asdict(base), **(override or {})}, path)
-
-
 # ----------------------------------------------------------------------------------------------- the parts
-
-
-def _cluster(top: TopInput) -> tuple[Cluster, ClusterInput, str]:
-    """(the cluster, its section, the ID of the node subnet)."""
-    c = read(ClusterInput, top.cluster, "cluster")
-    sub, region = top.subscription_id, top.region
-    node_rg = c.node_resource_group or f"MC_{c.resource_group}_{c.name}_{region}"
-    byo = c.byo_vnet if c.byo_vnet is not None else c.outbound_type == "userAssignedNATGateway"
-    pools = []
-    for i, raw in enumerate(c.agent_pools):
-        p = read(AgentPoolInput, raw, f"cluster.agent_pools[{i}]")
-        mode = p.mode or ("System" if i == 0 else "User")
-        pools.append(AgentPool(p.name, p.count, p.vm_size, p.zones, p.max_surge, mode))
-    if not pools:
-        raise ScenarioError("cluster.agent_pools", "needs at least one pool")
-    digits = _vmss_digits(sub, c)
-    if byo:
-        vnet_rg, vnet, subnet = c.resource_group, f"vnet-{c.name}", "nodes"
-    else:
-        vnet_rg, vnet, subnet = node_rg, f"aks-vnet-{digits}", "aks-subnet"
-    subnet_id = _arm_id(sub, vnet_rg, "Microsoft.Network", "virtualNetworks", vnet) + f"/subnets/{subnet}"
-    # AKS itself returns the cluster ID with a lower-case "resourcegroups"; consumers must not rely on casing.
-    cluster_id = (
-        f"/subscriptions/{sub}/resourcegroups/{c.resource_group}/providers/Microsoft.ContainerService/"
-        f"managedClusters/{c.name}"
-    )
-    cluster = Cluster(
-        resource_group=c.resource_group,
-        name=c.name,
-        node_resource_group=node_rg,
-        outbound_type=c.outbound_type,
-        kubernetes_version=c.kubernetes_version,
-        network_plugin=c.network_plugin,
-        agent_pools=tuple(pools),
-        vnet_subnet_id=subnet_id,
-        byo_vnet=byo,
-        id=cluster_id,
-    )
-    return cluster, c, subnet_id
-
-
-def _vmss_digits(sub: str, c: ClusterInput) -> str:
-    return f"{int(stable_fraction('vmss', sub, c.resource_group, c.name) * 1e8):08d}"
-
-
-def _nodes(top: TopInput, cluster: Cluster, c: ClusterInput) -> list[Node]:
-    """Explicit nodes, or AKS-like ones from the pools; no name or IP twice."""
-    nodes: list[Node] = []
-    pools = cluster.agent_pools
-    if top.nodes is not None:
-        for i, raw in enumerate(top.nodes):
-            n = read(NodeInput, raw, f"nodes[{i}]")
-            nodes.append(Node(n.name, n.ip, n.pool or pools[0].name, n.zone))
-    else:
-        hosts = c.node_subnet.hosts()
-        for _ in range(3):  # Azure reserves the first addresses of a subnet: nodes start at .4
-            next(hosts)
-        digits = _vmss_digits(top.subscription_id, c)
-        for pool in pools:
-            for j in range(pool.count):
-                zone = f"{top.region}-{pool.zones[j % len(pool.zones)]}" if pool.zones else "0"
-                try:
-                    ip = str(next(hosts))
-                except StopIteration:
-                    raise ScenarioError("cluster.node_subnet", "too small for the nodes of the agent pools") from None
-                nodes.append(Node(f"aks-{pool.name}-{digits}-vmss{_base36(j, 6)}", ip, pool.name, zone))
-    seen: dict[str, int] = {}
-    for i, node in enumerate(nodes):
-        for key in (node.name, node.ip):
-            if key in seen:
-                raise ScenarioError(f"nodes[{i}]", f"duplicate node name or IP {key!r}")
-            seen[key] = i
-    return nodes
-
-
-def _load_balancers(
-    top: TopInput, cluster: Cluster, nodes: list[Node], usage: LoadBalancerUsage, estate: _Estate
-) -> list[LoadBalancer]:
-    lbs: list[LoadBalancer] = []
-    synthetic = 0
-    for i, raw in enumerate(top.load_balancers):
-        path = f"load_balancers[{i}]"
-        s = read(LoadBalancerInput, raw, path)
-        lb_usage = _usage(LoadBalancerUsage, usage, s.usage, where(path, "usage"))
-        rg = s.resource_group or cluster.node_resource_group
-        for lb_name in _expand(s.count, s.name, where(path, "name")):
-            if s.backends is None or s.backends == "nodes":
-                backends = tuple(n.ip for n in nodes)
-            elif isinstance(s.backends, int) and not isinstance(s.backends, bool) and s.backends >= 0:
-                first = _SYNTHETIC_BACKENDS.network_address + 4 + synthetic
-                backends = tuple(str(first + k) for k in range(s.backends))
-                synthetic += s.backends + 4
-            else:
-                raise ScenarioError(
-                    where(path, "backends"), f"expected `nodes` or a number of backends, got {s.backends!r}"
-                )
-            sub = estate.sub
-            fes = tuple(estate.new_ip(rg, stable_guid("lb-ip", sub, rg, lb_name, k)) for k in range(s.frontend_ips))
-            lbs.append(
-                LoadBalancer(
-                    id=_arm_id(sub, rg, "Microsoft.Network", "loadBalancers", lb_name),
-                    name=lb_name,
-                    resource_group=rg,
-                    frontend_ips=fes,
-                    allocated_outbound_ports=s.allocated_outbound_ports,
-                    idle_timeout_minutes=s.idle_timeout_minutes,
-                    backends=backends,
-                    usage=lb_usage,
-                )
-            )
-    for lb in lbs:
-        if lb.frontend_ips and lb.ports_per_backend * len(lb.backends) > LB_PORTS * len(lb.frontend_ips):
-            raise ScenarioError(
-                "load_balancers",
-                f"{lb.name}: {len(lb.backends)} backends x {lb.ports_per_backend} ports exceed "
-                f"{len(lb.frontend_ips)} frontend IP(s) x {LB_PORTS}; Azure would refuse this",
-            )
-    return lbs
-
-
-def _nat_gateways(
-    top: TopInput, cluster: Cluster, subnet_id: str, usage: NatGatewayUsage, estate: _Estate
-) -> list[NatGateway]:
-    nats: list[NatGateway] = []
-    outbound = cluster.outbound_type
-    default_rg = cluster.resource_group if outbound == "userAssignedNATGateway" else cluster.node_resource_group
-    for i, raw in enumerate(top.nat_gateways):
-        path = f"nat_gateways[{i}]"
-        s = read(NatGatewayInput, raw, path)
-        if s.name is None and i > 0:
-            raise ScenarioError(where(path, "name"), "required")
-        nat_usage = _usage(NatGatewayUsage, usage, s.usage, where(path, "usage"))
-        rg = s.resource_group or default_rg
-        for nat_name in _expand(s.count, s.name or "aks-nat-gateway", where(path, "name")):
-            ips = tuple(
-                estate.new_ip(
-                    rg, f"{nat_name}-ip-{k}" if s.count > 1 else stable_guid("nat-ip", estate.sub, rg, nat_name, k)
-                )
-                for k in range(s.public_ips)
-            )
-            pfx = []
-            for k, length in enumerate(s.public_ip_prefixes):
-                size = 2 ** (32 - length)
-                start = estate.take(size, align=size)
-                pname = f"{nat_name}-prefix-{k}"
-                pid = _arm_id(estate.sub, rg, "Microsoft.Network", "publicIPPrefixes", pname)
-                pfx.append(PublicIPPrefix(pid, pname, rg, f"{start}/{length}", length))
-            estate.prefixes.extend(pfx)
-            attached = (subnet_id,) if outbound in NAT_OUTBOUND and not nats else ()
-            nats.append(
-                NatGateway(
-                    id=_arm_id(estate.sub, rg, "Microsoft.Network", "natGateways", nat_name),
-                    name=nat_name,
-                    resource_group=rg,
-                    public_ips=ips,
-                    public_ip_prefixes=tuple(pfx),
-                    idle_timeout_minutes=s.idle_timeout_minutes,
-                    subnets=attached,
-                    usage=nat_usage,
-                )
-            )
-    return nats
-
-
-def _check_outbound(cluster: Cluster, lbs: list[LoadBalancer], nats: list[NatGateway]) -> None:
-    outbound = cluster.outbound_type
-    if outbound in NAT_OUTBOUND and not nats:
-        raise ScenarioError("nat_gateways", f"outbound_type {outbound} needs at least one NAT gateway")
-    if outbound == "loadBalancer" and not any(lb.name == "kubernetes" for lb in lbs):
-        raise ScenarioError("load_balancers", "outbound_type loadBalancer needs a load balancer named `kubernetes`")
-    names_seen: set[str] = set()
-    resources: list[LoadBalancer | NatGateway] = [*lbs, *nats]
-    for res in resources:
-        if res.name.lower() in names_seen:
-            raise ScenarioError(
-                "load_balancers" if res.kind == "loadBalancers" else "nat_gateways",
-                f"duplicate resource name {res.name!r}",
-            )
-        names_seen.add(res.name.lower())
 
 
 def _events(top: TopInput, nodes: list[Node], lbs: list[LoadBalancer], nats: list[NatGateway]) -> list[Event]:
@@ -353,14 +101,14 @@ def parse_scenario(data: Any, name: str = "custom") -> Scenario:
     sub = top.subscription_id
     rl = read(RateLimitInput, top.ratelimit, "ratelimit")
     usage = read(UsageInput, top.usage, "usage")
-    lb_usage = _usage(LoadBalancerUsage, LoadBalancerUsage(), usage.load_balancer, "usage.load_balancer")
-    nat_usage = _usage(NatGatewayUsage, NatGatewayUsage(), usage.nat_gateway, "usage.nat_gateway")
-    cluster, c, subnet_id = _cluster(top)
-    nodes = _nodes(top, cluster, c)
-    estate = _Estate(sub)
-    lbs = _load_balancers(top, cluster, nodes, lb_usage, estate)
-    nats = _nat_gateways(top, cluster, subnet_id, nat_usage, estate)
-    _check_outbound(cluster, lbs, nats)
+    lb_usage = usage_over(LoadBalancerUsage, LoadBalancerUsage(), usage.load_balancer, "usage.load_balancer")
+    nat_usage = usage_over(NatGatewayUsage, NatGatewayUsage(), usage.nat_gateway, "usage.nat_gateway")
+    cluster, c, subnet_id = build_cluster(top)
+    nodes = build_nodes(top, cluster, c)
+    estate = Estate(sub)
+    lbs = load_balancers(top, cluster, nodes, lb_usage, estate)
+    nats = nat_gateways(top, cluster, subnet_id, nat_usage, estate)
+    check_outbound(cluster, lbs, nats)
     events = _events(top, nodes, lbs, nats)
     faults = _faults(top)
     subnets: dict[str, str | None] = {subnet_id: None}
