@@ -98,6 +98,17 @@ def parse_bool(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+N = TypeVar("N", int, float)
+
+
+def _within(number: N, minimum: float | None, maximum: float | None) -> N:
+    if minimum is not None and number < minimum:
+        raise ValueError(f"must be at least {minimum}, got {number}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"must be at most {maximum}, got {number}")
+    return number
+
+
 def parse_int(minimum: int | None = None, maximum: int | None = None) -> Parser:
     def parse(value: Any) -> int:
         if isinstance(value, bool):
@@ -106,11 +117,7 @@ def parse_int(minimum: int | None = None, maximum: int | None = None) -> Parser:
             number = int(str(value).strip()) if not isinstance(value, int) else value
         except ValueError:
             raise ValueError(f"expected a whole number, got {value!r}") from None
-        if minimum is not None and number < minimum:
-            raise ValueError(f"must be at least {minimum}, got {number}")
-        if maximum is not None and number > maximum:
-            raise ValueError(f"must be at most {maximum}, got {number}")
-        return number
+        return _within(number, minimum, maximum)
 
     return parse
 
@@ -123,11 +130,7 @@ def parse_number(minimum: float | None = None, maximum: float | None = None) -> 
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"expected a number, got {value!r}")
         number = float(value)
-        if minimum is not None and number < minimum:
-            raise ValueError(f"must be at least {minimum}, got {number}")
-        if maximum is not None and number > maximum:
-            raise ValueError(f"must be at most {maximum}, got {number}")
-        return number
+        return _within(number, minimum, maximum)
 
     return parse
 

@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from snat_exporter.simulator.kubeselect import status_body
+
 TOKENREVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 SUBJECTACCESSREVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 AUDIENCE = "https://kubernetes.default.svc.cluster.local"
@@ -46,18 +48,6 @@ class User:
         if self.extra:
             out["extra"] = copy.deepcopy(self.extra)
         return out
-
-
-def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
 
 
 class KubeAuth:
@@ -92,14 +82,14 @@ class KubeAuth:
         self.reviews[kind.lower()] += 1
         if self._failure is not None:
             return web.json_response(
-                _status(self._failure, "InternalError", f"simulated failure {self._failure}"), status=self._failure
+                status_body(self._failure, "InternalError", f"simulated failure {self._failure}"), status=self._failure
             )
         try:
             body = json.loads(await request.read())
         except ValueError:
-            return web.json_response(_status(400, "BadRequest", "the body is not JSON"), status=400)
+            return web.json_response(status_body(400, "BadRequest", "the body is not JSON"), status=400)
         if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
-            return web.json_response(_status(400, "BadRequest", f'{kind} in version "v1" needs a spec'), status=400)
+            return web.json_response(status_body(400, "BadRequest", f'{kind} in version "v1" needs a spec'), status=400)
         self.requests.append(copy.deepcopy(body))
         body["kind"], body["apiVersion"] = kind, api_version
         body.setdefault("metadata", {})["creationTimestamp"] = None
@@ -125,10 +115,10 @@ class KubeAuth:
         attributes = spec.get("nonResourceAttributes")
         if not spec.get("user") and not spec.get("groups"):
             message = 'SubjectAccessReview.authorization.k8s.io "" is invalid: spec.user: Invalid value: "": at least one of user or group must be specified'
-            return web.json_response(_status(422, "Invalid", message), status=422)
+            return web.json_response(status_body(422, "Invalid", message), status=422)
         if not isinstance(attributes, dict) and not isinstance(spec.get("resourceAttributes"), dict):
             message = 'SubjectAccessReview.authorization.k8s.io "" is invalid: spec.resourceAttributes: Invalid value: "null": exactly one of nonResourceAttributes or resourceAttributes must be specified'
-            return web.json_response(_status(422, "Invalid", message), status=422)
+            return web.json_response(status_body(422, "Invalid", message), status=422)
         subjects = {str(spec.get("user") or "")} | {str(g) for g in spec.get("groups") or []}
         allowed = False
         if isinstance(attributes, dict):
