@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.unprivileged import as_user
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 
@@ -236,7 +238,7 @@ table ip snatlab {{
         for item in overrides:
             args += ["--set", item]
         if user is not None:
-            args = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--inh-caps=-all", *args]
+            args = as_user(user, args)
         done = subprocess.run(
             ["ip", "netns", "exec", self.node, *args], capture_output=True, text=True, timeout=60, cwd=ROOT
         )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from tests.reliability.harness import (
     scrape_during,
     scrape_until,
 )
+from tests.unprivileged import as_user
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
@@ -477,9 +477,7 @@ async def kernel_procfs(row: Row, clock: FakeClock, tmp_path: Path, monkeypatch:
 def serve_subprocess(*args: str, user: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     cmd = [PYTHON, "-m", "snat_exporter", "serve", "--listen", "127.0.0.1:0", *args]
     if user is not None:
-        if shutil.which("setpriv") is None:
-            pytest.fail("setpriv (util-linux) is needed to drop privileges")
-        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--inh-caps=-all", *cmd]
+        cmd = as_user(user, cmd)
     return subprocess.Popen(
         cmd,
         stderr=subprocess.PIPE,
